@@ -21,9 +21,8 @@ _TO_UNIT = 1.0 / 9007199254740992.0  # 2**-53
 # Draw streams: one per purpose, so that a variable number of draws in one
 # (e.g. rejected tries) never shifts another.
 STREAM_TRY = 0
-STREAM_TOP = 1
-STREAM_LEFT = 2
-STREAM_FLIP = 3
+STREAM_POSITION = 1
+STREAM_FLIP = 2
 
 
 @numba.njit(inline="always", cache=True)
@@ -43,7 +42,12 @@ def stream_key(seed, epoch, index, view):
 
 
 @numba.njit(inline="always", cache=True)
+def random_bits(key, stream, counter):
+    """64 random bits (uint64), a pure function of its arguments."""
+    return _mix(key ^ _mix((_U(stream) << _U(40)) + _U(counter) + _GOLDEN))
+
+
+@numba.njit(inline="always", cache=True)
 def uniform(key, stream, counter):
     """float64 in the open interval (0, 1), a pure function of its arguments."""
-    bits = _mix(key ^ _mix((_U(stream) << _U(40)) + _U(counter) + _GOLDEN))
-    return (np.float64(bits >> _U(11)) + 0.5) * _TO_UNIT
+    return (np.float64(random_bits(key, stream, counter) >> _U(11)) + 0.5) * _TO_UNIT

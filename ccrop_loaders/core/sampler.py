@@ -17,46 +17,49 @@ from typing import Sequence
 import numba
 import numpy as np
 
-from .random import STREAM_LEFT, STREAM_TOP, STREAM_TRY, stream_key, uniform
+from .random import STREAM_POSITION, STREAM_TRY, random_bits, stream_key, uniform
 
 FULL_BOX = (0.0, 0.0, 1.0, 1.0)
 SIMCCROP_BOX = (0.25, 0.25, 0.75, 0.75)
 MAX_TRIES = 10
-QUANTILE_KNOTS = 8192
-UNIFORM_QUANTILES = np.array([0.0, 1.0])  # Beta(1, 1): the uniform draw itself
+QUANTILE_BITS = 13
+QUANTILE_KNOTS = 1 << QUANTILE_BITS  # 8192 cells, 8193 knots
+_CELL_SHIFT = np.uint32(32 - QUANTILE_BITS)
+_CELL_MASK = np.uint32((1 << (32 - QUANTILE_BITS)) - 1)
+_CELL_SCALE = 1.0 / (1 << (32 - QUANTILE_BITS))
+UNIFORM_QUANTILES = np.arange(QUANTILE_KNOTS + 1, dtype=np.float64) / QUANTILE_KNOTS  # Beta(1, 1)
+UNIFORM_QUANTILES.setflags(write=False)
 
 
 @lru_cache(maxsize=64)
 def beta_quantiles(alpha: float) -> np.ndarray:
-    """Quantiles of Beta(alpha, alpha) at ``u = i / QUANTILE_KNOTS``: float64 (QUANTILE_KNOTS + 1,).
+    """Quantiles of Beta(alpha, alpha) at ``u = i / 8192``: float64 (8193,), read-only.
 
-    Drawing ``Q(U)`` with ``Q`` linearly interpolated between these exact knots
-    is an inverse-CDF Beta sampler whose CDF error is below ``1 / QUANTILE_KNOTS``
-    (1.2e-4): one uniform draw per Beta draw, no rejection loop. ``alpha == 1``
-    gives ``UNIFORM_QUANTILES``, two knots whose interpolation is exactly the
-    uniform draw.
+    Drawing ``Q(U)``, ``Q`` linearly interpolated between these exact knots, is
+    an inverse-CDF Beta sampler whose CDF error is below 1/8192 (1.2e-4): 32
+    random bits per draw, no rejection loop. ``alpha == 1`` gives the identity
+    (``Q(U) = U`` exactly).
     """
     alpha = check_alpha(alpha)
     if alpha == 1.0:
-        q = UNIFORM_QUANTILES.copy()
-    else:
-        from scipy.special import betaincinv
+        return UNIFORM_QUANTILES
+    from scipy.special import betaincinv
 
-        q = betaincinv(alpha, alpha, np.arange(QUANTILE_KNOTS + 1, dtype=np.float64) / QUANTILE_KNOTS)
-        q = np.maximum.accumulate(np.clip(q, 0.0, 1.0))
-        half = QUANTILE_KNOTS // 2
-        q[half + 1 :] = 1.0 - q[:half][::-1]  # Beta(a, a) is symmetric about 1/2
-        q[0], q[half], q[-1] = 0.0, 0.5, 1.0
+    q = betaincinv(alpha, alpha, UNIFORM_QUANTILES)
+    q = np.maximum.accumulate(np.clip(q, 0.0, 1.0))
+    half = QUANTILE_KNOTS // 2
+    q[half + 1 :] = 1.0 - q[:half][::-1]  # Beta(a, a) is symmetric about 1/2
+    q[0], q[half], q[-1] = 0.0, 0.5, 1.0
     q.setflags(write=False)
     return q
 
 
 @numba.njit(inline="always", cache=True)
-def _beta_draw(quantiles, key, stream):
-    knots = quantiles.shape[0] - 1
-    pos = uniform(key, stream, 0) * knots
-    i = min(int(pos), knots - 1)
-    return quantiles[i] + (pos - i) * (quantiles[i + 1] - quantiles[i])
+def _quantile(quantiles, bits32):
+    """``Q(U)`` for ``U = bits32 / 2**32``: the top bits pick the cell, the rest interpolate in it."""
+    cell = bits32 >> _CELL_SHIFT
+    frac = np.float64(bits32 & _CELL_MASK) * _CELL_SCALE
+    return quantiles[cell] + frac * (quantiles[cell + 1] - quantiles[cell])
 
 
 @numba.njit(inline="always", cache=True)
@@ -68,7 +71,7 @@ def _clamp(v, lo, hi):
 def crop_window(height, width, y0, x0, y1, x1, scale_lo, scale_hi, log_ratio_lo, log_ratio_hi, quantiles, key):
     """ContrastiveCrop window ``(top, left, crop_height, crop_width)`` for one view.
 
-    ``quantiles`` is ``beta_quantiles(alpha)``; ``key`` is ``stream_key(seed,
+    ``quantiles`` is ``beta_quantiles(alpha)`` (8193 knots); ``key`` is ``stream_key(seed,
     epoch, index, view)``. Exactly DESIGN.md: up to 10 RandomResizedCrop size
     tries, the top-left range clamped to the image, Beta positions inside it,
     torchvision's central fallback.
@@ -84,8 +87,9 @@ def crop_window(height, width, y0, x0, y1, x1, scale_lo, scale_hi, log_ratio_lo,
             ch1 = _clamp(int(height * y1) - h // 2, 0, height - h)
             cw0 = _clamp(int(width * x0) - w // 2, 0, width - w)
             cw1 = _clamp(int(width * x1) - w // 2, 0, width - w)
-            top = ch0 + int((ch1 - ch0) * _beta_draw(quantiles, key, STREAM_TOP))
-            left = cw0 + int((cw1 - cw0) * _beta_draw(quantiles, key, STREAM_LEFT))
+            bits = random_bits(key, STREAM_POSITION, 0)  # 32 bits for each Beta draw
+            top = ch0 + int((ch1 - ch0) * _quantile(quantiles, np.uint32(bits >> np.uint64(32))))
+            left = cw0 + int((cw1 - cw0) * _quantile(quantiles, np.uint32(bits & np.uint64(0xFFFFFFFF))))
             return top, left, h, w
     # torchvision's central fallback: the largest centred crop inside the ratio range.
     in_ratio = width / height
@@ -143,31 +147,46 @@ def check_range(name: str, value: Sequence[float]) -> tuple[float, float]:
     return lo, hi
 
 
-def check_boxes(boxes: np.ndarray, what: str = "boxes") -> np.ndarray:
-    """float64 (n, 4) boxes, each ``(y0, x0, y1, x1)`` finite, in [0, 1], y0 <= y1 and x0 <= x1."""
+@numba.njit(cache=True, nogil=True)
+def _first_bad_box(boxes):
+    """``(row, field, problem)`` of the first bad box, problem 0 (none), 1 (not finite), 2 (outside [0, 1]),
+    3 (y0 > y1, field 0) or (x0 > x1, field 1)."""
+    for r in range(boxes.shape[0]):
+        for c in range(4):
+            v = boxes[r, c]
+            if not np.isfinite(v):
+                return r, c, 1
+            if v < 0 or v > 1:
+                return r, c, 2
+        for c in range(2):
+            if boxes[r, c] > boxes[r, c + 2]:
+                return r, c, 3
+    return -1, -1, 0
+
+
+_FIELDS = ("y0", "x0", "y1", "x1")
+
+
+def check_boxes(boxes, what: str = "boxes") -> np.ndarray:
+    """float (n, 4) boxes, each ``(y0, x0, y1, x1)`` finite, in [0, 1], y0 <= y1 and x0 <= x1.
+
+    Returns a C-contiguous float32 or float64 array (other numeric types become float64).
+    """
     arr = np.asarray(boxes)
     if arr.ndim != 2 or arr.shape[1] != 4:
         raise ValueError(f"{what} must have shape (n, 4) as (y0, x0, y1, x1), got shape {arr.shape}")
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
         raise ValueError(f"{what} must be numeric, got dtype {arr.dtype}")
-    arr = arr.astype(np.float64)
-    fields = ("y0", "x0", "y1", "x1")
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        r, c = np.argwhere(bad)[0]
-        raise ValueError(f"{what}: row {r}, field {fields[c]} is {arr[r, c]} (expected a finite number in [0, 1])")
-    bad = (arr < 0) | (arr > 1)
-    if bad.any():
-        r, c = np.argwhere(bad)[0]
-        raise ValueError(f"{what}: row {r}, field {fields[c]} = {arr[r, c]!r} is outside [0, 1]")
-    for lo, hi in ((0, 2), (1, 3)):
-        bad = arr[:, lo] > arr[:, hi]
-        if bad.any():
-            r = int(np.argmax(bad))
-            raise ValueError(
-                f"{what}: row {r} has {fields[lo]} = {arr[r, lo]!r} > {fields[hi]} = {arr[r, hi]!r} "
-                f"(expected {fields[lo]} <= {fields[hi]})"
-            )
+    arr = np.ascontiguousarray(arr, dtype=arr.dtype if arr.dtype in (np.float32, np.float64) else np.float64)
+    r, c, problem = _first_bad_box(arr)
+    if problem == 1:
+        raise ValueError(f"{what}: row {r}, field {_FIELDS[c]} is {arr[r, c]} (expected a finite number in [0, 1])")
+    if problem == 2:
+        raise ValueError(f"{what}: row {r}, field {_FIELDS[c]} = {arr[r, c]!r} is outside [0, 1]")
+    if problem == 3:
+        lo, hi = _FIELDS[c], _FIELDS[c + 2]
+        raise ValueError(f"{what}: row {r} has {lo} = {arr[r, c]!r} > {hi} = {arr[r, c + 2]!r} "
+                         f"(expected {lo} <= {hi})")
     return arr
 
 

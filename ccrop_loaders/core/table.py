@@ -48,7 +48,6 @@ FORMAT_VERSION = 1
 HEADER_WORDS = 8
 _W_VERSION, _W_COUNT, _W_EPOCH, _W_SEED, _W_USE_BOXES, _W_WRITES = 1, 2, 3, 4, 5, 6
 _SCALE = 65535.0
-_FIELDS = ("y0", "x0", "y1", "x1")
 
 
 def shm_dir() -> Path:
@@ -142,10 +141,20 @@ def _load_rows(words, indices):
     return out
 
 
-def pack_boxes(boxes: np.ndarray) -> np.ndarray:
+@numba.njit(cache=True, nogil=True)
+def _pack_rows(boxes):
+    out = np.empty(boxes.shape[0], dtype=np.uint64)
+    for r in range(boxes.shape[0]):
+        word = np.uint64(0)
+        for c in range(4):
+            word |= np.uint64(np.rint(np.float64(boxes[r, c]) * 65535.0)) << np.uint64(16 * c)
+        out[r] = word
+    return out
+
+
+def pack_boxes(boxes) -> np.ndarray:
     """Checked float (n, 4) boxes -> uint64 (n,) packed rows."""
-    q = np.rint(check_boxes(boxes) * _SCALE).astype(np.uint64)
-    return q[:, 0] | (q[:, 1] << np.uint64(16)) | (q[:, 2] << np.uint64(32)) | (q[:, 3] << np.uint64(48))
+    return _pack_rows(check_boxes(boxes))
 
 
 def unpack_boxes(rows: np.ndarray) -> np.ndarray:
@@ -390,13 +399,7 @@ class BoxTable:
             raise ValueError(f"box table file {str(path)!r} is corrupt: checksum mismatch")
         words = np.frombuffer(body, dtype="<u8").astype(np.uint64)
         rows = words[HEADER_WORDS:]
-        boxes = unpack_boxes(rows).astype(np.float64)
-        for lo, hi in ((0, 2), (1, 3)):
-            bad = boxes[:, lo] > boxes[:, hi]
-            if bad.any():
-                r = int(np.argmax(bad))
-                raise ValueError(f"box table file {str(path)!r} is corrupt: row {r} has "
-                                 f"{_FIELDS[lo]} > {_FIELDS[hi]}")
+        check_boxes(unpack_boxes(rows), f"box table file {str(path)!r} is corrupt:")
         table = cls.create(len(rows), name=name)
         table.words[HEADER_WORDS:] = rows
         table.words[_W_EPOCH] = words[_W_EPOCH]
