@@ -51,3 +51,9 @@ def random_bits(key, stream, counter):
 def uniform(key, stream, counter):
     """float64 in the open interval (0, 1), a pure function of its arguments."""
     return (np.float64(random_bits(key, stream, counter) >> _U(11)) + 0.5) * _TO_UNIT
+
+
+@numba.njit(inline="always", cache=True)
+def flip_draw(key):
+    """True with probability 1/2: the horizontal flip of the view keyed by ``key``."""
+    return uniform(key, STREAM_FLIP, 0) < 0.5

@@ -17,7 +17,7 @@ from typing import Sequence
 import numba
 import numpy as np
 
-from .random import STREAM_POSITION, STREAM_TRY, random_bits, stream_key, uniform
+from .random import STREAM_POSITION, STREAM_TRY, flip_draw, random_bits, stream_key, uniform
 
 FULL_BOX = (0.0, 0.0, 1.0, 1.0)
 SIMCCROP_BOX = (0.25, 0.25, 0.75, 0.75)
@@ -210,7 +210,19 @@ def _check_positive_ints(name: str, values) -> np.ndarray:
     return arr.astype(np.int64)
 
 
+def _checked_key(seed, epoch, index, view) -> np.uint64:
+    return np.uint64(stream_key(
+        np.uint64(_check_int("seed", seed)), np.int64(_check_int("epoch", epoch, 0, 2**63 - 1)),
+        np.int64(_check_int("index", index, 0, 2**63 - 1)), np.int64(_check_int("view", view, 0, 2**31 - 1)),
+    ))
+
+
 # ----------------------------------------------------------------- public API
+
+
+def sample_flip(*, seed: int = 0, epoch: int = 0, index: int = 0, view: int = 0) -> bool:
+    """The horizontal flip (probability 1/2) of one view, keyed like its crop."""
+    return bool(flip_draw(_checked_key(seed, epoch, index, view)))
 
 
 def sample_crop(
@@ -240,10 +252,7 @@ def sample_crop(
     y0, x0, y1, x1 = check_boxes(box[None], "box")[0]
     scale_lo, scale_hi = check_range("scale", scale)
     ratio_lo, ratio_hi = check_range("ratio", ratio)
-    key = np.uint64(stream_key(
-        np.uint64(_check_int("seed", seed)), np.int64(_check_int("epoch", epoch, 0, 2**63 - 1)),
-        np.int64(_check_int("index", index, 0, 2**63 - 1)), np.int64(_check_int("view", view, 0, 2**31 - 1)),
-    ))
+    key = _checked_key(seed, epoch, index, view)
     window = crop_window(
         height, width, y0, x0, y1, x1, scale_lo, scale_hi,
         math.log(ratio_lo), math.log(ratio_hi), beta_quantiles(alpha), key,

@@ -39,7 +39,7 @@ import numpy as np
 from numba import types
 from numba.extending import intrinsic
 
-from .random import stream_key
+from .random import flip_draw, stream_key
 from .sampler import FULL_BOX, UNIFORM_QUANTILES, check_boxes, crop_window
 
 MAGIC = b"CCROPTBL"
@@ -125,6 +125,13 @@ def table_crop_window(address, num_samples, index, view, height, width,
                            log_ratio_lo, log_ratio_hi, quantiles, key)
     return crop_window(height, width, 0.0, 0.0, 1.0, 1.0, scale_lo, scale_hi,
                        log_ratio_lo, log_ratio_hi, UNIFORM_QUANTILES, key)
+
+
+@numba.njit(cache=True, nogil=True)
+def table_flip(address, num_samples, index, view):
+    """The horizontal flip (p = 1/2) of sample ``index``, view ``view``, keyed by the live table's controls."""
+    epoch, seed, _ = load_controls(address, num_samples)
+    return flip_draw(stream_key(seed, epoch, index, view))
 
 
 @numba.njit(cache=True, nogil=True)

@@ -1,0 +1,45 @@
+"""``ccrop`` command line: ``ccrop convert SRC OUT.beton``, ``ccrop demo``."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from .ffcv.convert import convert_folder
+
+    try:
+        report = convert_folder(args.source, args.output, max_resolution=args.max_resolution, quality=args.quality,
+                                workers=args.workers, strict=args.strict, write_mode=args.write_mode)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"ccrop convert: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {report.written} images in {len(report.classes)} classes to {report.output}")
+    if report.skipped:
+        print(f"skipped {len(report.skipped)} unreadable files:")
+        for path, why in report.skipped:
+            print(f"  {path}: {why}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ccrop", description="ContrastiveCrop loaders for FFCV and DALI")
+    sub = parser.add_subparsers(dest="command", required=True)
+    conv = sub.add_parser("convert", help="image folder (ImageFolder layout or flat) -> FFCV .beton "
+                                          "with image, label and index fields")
+    conv.add_argument("source", help="folder of images: one sub-folder per class, or images directly")
+    conv.add_argument("output", help="the .beton file to write")
+    conv.add_argument("--max-resolution", type=int, default=None, help="longest side kept (default: unchanged)")
+    conv.add_argument("--quality", type=int, default=90, help="JPEG quality (default 90)")
+    conv.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
+    conv.add_argument("--write-mode", choices=("jpg", "raw"), default="jpg", help="image storage (default jpg)")
+    conv.add_argument("--strict", action="store_true", help="stop at the first unreadable file instead of skipping")
+    conv.set_defaults(run=_convert)
+    demo = sub.add_parser("demo", help="run the demo (see python -m ccrop_loaders.demo --help)")
+    demo.set_defaults(run=lambda a: __import__("ccrop_loaders.demo").demo.main([]) or 0)
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""FFCV decoders for ``RGBImageField``: ContrastiveCrop views read from the live ``BoxTable``.
+
+Planning (``declare_state_and_memory``) checks the table against the dataset and
+sizes the buffers; ``generate_code`` returns the compiled per-batch loop, built
+once per Loader: it reads the table's memory and controls at run time, so table
+writes and epoch changes need no recompiling. Windows come from the core's
+``table_crop_window``, the same function DALI and ``sample_crop`` use.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Callable, Sequence
+
+import numba
+import numpy as np
+from ffcv.fields.basics import IntDecoder
+from ffcv.fields.rgb_image import IMAGE_MODES, SimpleRGBImageDecoder
+from ffcv.libffcv import imdecode
+from ffcv.pipeline.allocation_query import AllocationQuery
+from ffcv.pipeline.compiler import Compiler
+from ffcv.pipeline.state import State
+
+from ..core import BoxTable, beta_quantiles, table_crop_window, table_flip
+from ..core.sampler import check_alpha, check_range
+from .resample import resize_crop, scratch_size
+
+_JPG = IMAGE_MODES["jpg"]
+_U8 = np.dtype("<u1")
+
+
+def _check_output_size(output_size: Sequence[int]) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in output_size)
+        ok = all(float(v) == int(v) for v in output_size)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or h < 1 or w < 1:
+        raise ValueError(f"output_size must be (height, width) with positive integers, got {output_size!r}")
+    return h, w
+
+
+class _CropResizeDecoder(SimpleRGBImageDecoder):
+    """Decode each image once (libjpeg-turbo via libffcv, or raw), then crop-resize ``num_views`` windows.
+
+    Output: uint8 (B, H, W, 3) for one view, (B, V, H, W, 3) for several.
+    Subclasses give ``window_function()``: a compiled ``(index, view, height,
+    width) -> (top, left, crop_height, crop_width, mirror)``.
+    """
+
+    def __init__(self, output_size: Sequence[int], num_views: int, first_view: int = 0):
+        super().__init__()
+        self.output_size = _check_output_size(output_size)
+        if isinstance(num_views, bool) or not isinstance(num_views, (int, np.integer)) or num_views < 1:
+            raise ValueError(f"num_views must be a positive integer, got {num_views!r}")
+        if isinstance(first_view, bool) or not isinstance(first_view, (int, np.integer)) or first_view < 0:
+            raise ValueError(f"view must be an integer >= 0, got {first_view!r}")
+        self.num_views = int(num_views)
+        self.first_view = int(first_view)
+
+    def window_function(self) -> Callable:
+        raise NotImplementedError
+
+    def check_dataset(self, num_samples: int) -> None:
+        """Refuse a dataset this decoder cannot serve (called when the Loader is built)."""
+
+    def _output_shape(self) -> tuple[int, ...]:
+        h, w = self.output_size
+        return (h, w, 3) if self.num_views == 1 else (self.num_views, h, w, 3)
+
+    def declare_state_and_memory(self, previous_state: State) -> tuple[State, tuple[AllocationQuery, ...]]:
+        self.check_dataset(len(self.metadata))
+        max_h = int(self.metadata["height"].max())
+        max_w = int(self.metadata["width"].max())
+        shape = self._output_shape()
+        return (
+            replace(previous_state, jit_mode=True, shape=shape, dtype=_U8),
+            (
+                AllocationQuery(shape, _U8),
+                AllocationQuery((max_h * max_w * 3,), _U8),
+                AllocationQuery((scratch_size(max_w, self.output_size[0]),), np.dtype(np.float32)),
+            ),
+        )
+
+    def generate_code(self) -> Callable:
+        mem_read = self.memory_read
+        my_range = Compiler.get_iterator()
+        imdecode_c = Compiler.compile(imdecode)
+        window = self.window_function()
+        views, first_view, single = self.num_views, self.first_view, self.num_views == 1
+
+        @numba.njit(inline="always")
+        def views_of(destination, i):
+            return destination[i: i + 1] if single else destination[i]
+
+        def decode(batch_indices, my_storage, metadata, storage_state):
+            destination, image_buffers, scratch = my_storage
+            count = len(batch_indices)
+            status = np.zeros(count, dtype=np.int32)
+            for i in my_range(count):
+                index = batch_indices[i]
+                field = metadata[index]
+                height = np.int64(field["height"])
+                width = np.int64(field["width"])
+                data = mem_read(field["data_ptr"], storage_state)
+                if field["mode"] == _JPG:
+                    image = image_buffers[i][: height * width * 3].reshape(height, width, 3)
+                    status[i] = imdecode_c(data, image, height, width, height, width, 0, 0, 1, 1, False, False)
+                else:
+                    image = data.reshape(height, width, 3)
+                if status[i] == 0:
+                    out = views_of(destination, i)
+                    for v in range(views):
+                        top, left, crop_h, crop_w, mirror = window(index, first_view + v, height, width)
+                        resize_crop(image, top, left, crop_h, crop_w, mirror, out[v], scratch[i])
+            for i in range(count):
+                if status[i] != 0:
+                    raise ValueError("ccrop_loaders: libjpeg-turbo could not decode the image of sample "
+                                     "(global index)", batch_indices[i], "- its JPEG data in the .beton is corrupt")
+            return destination[:count]
+
+        decode.is_parallel = True
+        return decode
+
+
+class _TableDecoder(_CropResizeDecoder):
+    def __init__(self, table: BoxTable, output_size, *, num_views, first_view, flip, scale, ratio, alpha):
+        super().__init__(output_size, num_views, first_view)
+        if not isinstance(table, BoxTable):
+            raise TypeError(f"table must be a ccrop_loaders.BoxTable, got {type(table).__name__}")
+        self.table = table
+        self.scale = check_range("scale", scale)
+        self.ratio = check_range("ratio", ratio)
+        self.alpha = check_alpha(alpha)
+        self.flip = bool(flip)
+
+    def check_dataset(self, num_samples: int) -> None:
+        if len(self.table) != num_samples:
+            raise ValueError(f"the box table {self.table.name!r} has {len(self.table)} rows but the dataset has "
+                             f"{num_samples} samples: create the table with BoxTable.create({num_samples})")
+
+    def window_function(self) -> Callable:
+        address, n = self.table.address, len(self.table)
+        scale_lo, scale_hi = self.scale
+        log_lo, log_hi = math.log(self.ratio[0]), math.log(self.ratio[1])
+        quantiles = beta_quantiles(self.alpha)
+        flip = self.flip
+
+        @numba.njit(inline="always")
+        def window(index, view, height, width):
+            top, left, h, w = table_crop_window(address, n, index, view, height, width,
+                                                scale_lo, scale_hi, log_lo, log_hi, quantiles)
+            return top, left, h, w, flip and table_flip(address, n, index, view)
+
+        return window
+
+
+class ContrastiveCropRGBImageDecoder(_TableDecoder):
+    """Drop-in for FFCV's ``RandomResizedCropRGBImageDecoder``: one ContrastiveCrop view, uint8 (B, H, W, 3).
+
+    The window of sample ``index`` is ``sample_crop(height, width, table box,
+    scale, ratio, alpha, seed=table.seed, epoch=table.epoch, index=index,
+    view=view)``; with ``table.use_boxes`` False it is RandomResizedCrop. The
+    window is resized with an antialiased triangle filter.
+    """
+
+    def __init__(self, table: BoxTable, output_size: Sequence[int], *, scale: tuple[float, float] = (0.2, 1.0),
+                 ratio: tuple[float, float] = (3 / 4, 4 / 3), alpha: float = 0.6, view: int = 0):
+        super().__init__(table, output_size, num_views=1, first_view=view, flip=False, scale=scale, ratio=ratio,
+                         alpha=alpha)
+
+
+class MultiViewContrastiveCropDecoder(_TableDecoder):
+    """Decode once, emit ``num_views`` ContrastiveCrop views: uint8 (B, V, H, W, 3).
+
+    View ``v`` has the window of ``ContrastiveCropRGBImageDecoder(view=v)``; with
+    ``flip`` it is mirrored with probability 1/2, keyed like the crop
+    (``table_flip``), inside the resize at no cost. ``split_views`` turns the
+    batch tensor into V image tensors.
+    """
+
+    def __init__(self, table: BoxTable, output_size: Sequence[int], *, num_views: int = 2, flip: bool = True,
+                 scale: tuple[float, float] = (0.2, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
+                 alpha: float = 0.6):
+        super().__init__(table, output_size, num_views=num_views, first_view=0, flip=flip, scale=scale, ratio=ratio,
+                         alpha=alpha)
+
+
+class FullImageRGBImageDecoder(_CropResizeDecoder):
+    """The whole image resized (antialiased) to ``output_size``: uint8 (B, H, W, 3), the view localization uses."""
+
+    def __init__(self, output_size: Sequence[int] = (224, 224)):
+        super().__init__(output_size, num_views=1)
+
+    def window_function(self) -> Callable:
+        @numba.njit(inline="always")
+        def window(index, view, height, width):
+            return 0, 0, height, width, False
+
+        return window
+
+
+class SampleIndexDecoder(IntDecoder):
+    """The samples' global indices as int64 (B, 1), read off an ``IntField`` (e.g. the label).
+
+    For a dataset without an index field, add an output read off the label:
+    ``pipelines={..., "index": PipelineSpec("label", SampleIndexDecoder())}``.
+    """
+
+    def generate_code(self) -> Callable:
+        def decode(batch_indices, destination, metadata, storage_state):
+            for i in range(len(batch_indices)):
+                destination[i, 0] = batch_indices[i]
+            return destination[: len(batch_indices)]
+
+        return decode
