@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+from ffcv.fields.basics import IntDecoder
+from ffcv.loader import OrderOption
+from PIL import Image
+
+from ccrop_loaders.cli import main
+from ccrop_loaders.ffcv import FullImageRGBImageDecoder, Loader
+from ccrop_loaders.ffcv.convert import convert_folder, load_rgb
+
+
+@pytest.fixture
+def mixed_folder(tmp_path):
+    """Two classes holding every awkward kind of input, and two unreadable files."""
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    root = tmp_path / "src"
+    (root / "a").mkdir(parents=True)
+    (root / "b").mkdir()
+    Image.fromarray(rgb).save(root / "a" / "rgb.jpg", quality=95)
+    Image.fromarray(rgb[..., 0]).save(root / "a" / "gray.jpg")
+    Image.fromarray(rgb).convert("CMYK").save(root / "a" / "cmyk.jpg")
+    Image.fromarray(rgb).convert("P").save(root / "b" / "palette.png")
+    rgba = np.dstack([rgb, np.full((40, 50), 255, np.uint8)])
+    rgba[:10, :10, 3] = 0
+    Image.fromarray(rgba).save(root / "b" / "alpha.png")
+    (root / "b" / "not-an-image.jpg").write_bytes(b"hello")
+    data = (root / "a" / "rgb.jpg").read_bytes()
+    (root / "b" / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    return root
+
+
+def test_every_mode_becomes_rgb():
+    import io
+
+    for mode in ("L", "CMYK", "P", "RGBA", "LA", "I;16"):
+        buf = io.BytesIO()
+        Image.new(mode, (7, 5)).save(buf, format="TIFF" if mode in ("CMYK", "I;16") else "PNG")
+        buf.seek(0)
+        image = load_rgb(buf)
+        assert image.shape == (5, 7, 3) and image.dtype == np.uint8, mode
+
+
+def test_convert_skips_and_lists_unreadable_files(mixed_folder, tmp_path, capsys):
+    out = tmp_path / "out.beton"
+    assert main(["convert", str(mixed_folder), str(out), "--workers", "2", "--max-resolution", "32"]) == 0
+    printed = capsys.readouterr().out
+    assert "wrote 5 images in 2 classes" in printed
+    assert "not-an-image.jpg" in printed and "truncated.jpg" in printed
+    loader = Loader(str(out), batch_size=5, order=OrderOption.SEQUENTIAL, drop_last=False,
+                    pipelines={"image": [FullImageRGBImageDecoder((16, 16))], "label": [IntDecoder()],
+                               "index": [IntDecoder()]})
+    images, labels, indices = next(iter(loader))
+    assert images.shape == (5, 16, 16, 3)
+    np.testing.assert_array_equal(indices[:, 0], np.arange(5))
+    np.testing.assert_array_equal(labels[:, 0], [0, 0, 0, 1, 1])  # a: cmyk, gray, rgb; b: alpha, palette
+
+
+def test_strict_stops_naming_the_file_and_keeps_existing_output(mixed_folder, tmp_path, capsys):
+    out = tmp_path / "out.beton"
+    out.write_bytes(b"an earlier conversion")
+    assert main(["convert", str(mixed_folder), str(out), "--workers", "1", "--strict"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read" in err and ("not-an-image.jpg" in err or "truncated.jpg" in err)
+    assert out.read_bytes() == b"an earlier conversion"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.beton", "src"]
+
+
+def test_flat_folder_and_bad_arguments(tmp_path):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    Image.new("RGB", (20, 10), (1, 2, 3)).save(flat / "x.png")
+    report = convert_folder(flat, tmp_path / "flat.beton", workers=1)
+    assert report.written == 1 and report.classes == ["flat"]
+    with pytest.raises(FileNotFoundError, match="no image folder"):
+        convert_folder(tmp_path / "missing", tmp_path / "x.beton")
+    with pytest.raises(ValueError, match="quality"):
+        convert_folder(flat, tmp_path / "x.beton", quality=0)
+    with pytest.raises(FileNotFoundError, match="output folder"):
+        convert_folder(flat, tmp_path / "nope" / "x.beton")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no images"):
+        convert_folder(tmp_path / "empty", tmp_path / "x.beton")
