@@ -4,7 +4,7 @@
 .PHONY: demo test bench setup
 
 setup:
-	bash scripts/setup.sh dev
+	bash scripts/setup.sh dev,ffcv
 
 demo: setup
 	.venv/bin/python -m ccrop_loaders.demo

@@ -1,10 +1,23 @@
 #!/usr/bin/env bash
-# Idempotent set-up: a virtual environment in .venv with the package (editable) and its extras.
-# Usage: scripts/setup.sh [extras]   (default: dev)
+# Idempotent set-up: system libraries FFCV builds against, then .venv with the package (editable) and extras.
+# Usage: scripts/setup.sh [extras]   (default: dev,ffcv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="${1:-dev}"
+extras="${1:-dev,ffcv}"
 py="${PYTHON:-python3}"
+
+# FFCV 1.0.2 compiles against libjpeg-turbo and OpenCV.
+if [[ "$extras" == *ffcv* ]]; then
+  missing=()
+  for pkg in pkg-config libturbojpeg0-dev libopencv-dev; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+fi
 
 if [ ! -x .venv/bin/python ]; then
   "$py" -m venv .venv
@@ -18,7 +31,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     .venv/bin/pip install -q torch==2.13.0
   fi
 fi
-stamp=".venv/.ccrop-installed-$extras-$(cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)"
+stamp=".venv/.ccrop-installed-${extras//,/-}-$(cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ]; then
   .venv/bin/pip install -q -e ".[$extras]"
   touch "$stamp"
