@@ -43,12 +43,15 @@ def _check_output_size(output_size: Sequence[int]) -> tuple[int, int]:
 class _CropResizeDecoder(SimpleRGBImageDecoder):
     """Decode each image once (libjpeg-turbo via libffcv, or raw), then crop-resize ``num_views`` windows.
 
-    Output: uint8 (B, H, W, 3) for one view, (B, V, H, W, 3) for several.
+    Output: uint8 (B, H, W, 3) for one view, (B, V, H, W, 3) for several. With
+    ``dct_scaling`` a JPEG is decoded at the smallest libjpeg-turbo scale M/8 that
+    still gives every window at least the output's resolution (the DCT does the
+    first part of the downscale, cheaply); the windows are mapped onto it.
     Subclasses give ``window_function()``: a compiled ``(index, view, height,
     width) -> (top, left, crop_height, crop_width, mirror)``.
     """
 
-    def __init__(self, output_size: Sequence[int], num_views: int, first_view: int = 0):
+    def __init__(self, output_size: Sequence[int], num_views: int, first_view: int = 0, dct_scaling: bool = True):
         super().__init__()
         self.output_size = _check_output_size(output_size)
         if isinstance(num_views, bool) or not isinstance(num_views, (int, np.integer)) or num_views < 1:
@@ -57,6 +60,7 @@ class _CropResizeDecoder(SimpleRGBImageDecoder):
             raise ValueError(f"view must be an integer >= 0, got {first_view!r}")
         self.num_views = int(num_views)
         self.first_view = int(first_view)
+        self.dct_scaling = bool(dct_scaling)
 
     def window_function(self) -> Callable:
         raise NotImplementedError
@@ -88,6 +92,8 @@ class _CropResizeDecoder(SimpleRGBImageDecoder):
         imdecode_c = Compiler.compile(imdecode)
         window = self.window_function()
         views, first_view, single = self.num_views, self.first_view, self.num_views == 1
+        out_h, out_w = self.output_size
+        dct_scaling = self.dct_scaling
 
         @numba.njit(inline="always")
         def views_of(destination, i):
@@ -102,17 +108,26 @@ class _CropResizeDecoder(SimpleRGBImageDecoder):
                 field = metadata[index]
                 height = np.int64(field["height"])
                 width = np.int64(field["width"])
+                windows = np.empty((views, 5), dtype=np.int64)
+                for v in range(views):
+                    windows[v, 0], windows[v, 1], windows[v, 2], windows[v, 3], windows[v, 4] = window(
+                        index, first_view + v, height, width)
                 data = mem_read(field["data_ptr"], storage_state)
+                eighths = 8
                 if field["mode"] == _JPG:
-                    image = image_buffers[i][: height * width * 3].reshape(height, width, 3)
-                    status[i] = imdecode_c(data, image, height, width, height, width, 0, 0, 1, 1, False, False)
+                    if dct_scaling:
+                        eighths = dct_eighths(windows, out_h, out_w)
+                    h8 = (height * eighths + 7) // 8
+                    w8 = (width * eighths + 7) // 8
+                    image = image_buffers[i][: h8 * w8 * 3].reshape(h8, w8, 3)
+                    status[i] = imdecode_c(data, image, height, width, height, width, 0, 0, eighths, 8, False, False)
                 else:
                     image = data.reshape(height, width, 3)
                 if status[i] == 0:
                     out = views_of(destination, i)
                     for v in range(views):
-                        top, left, crop_h, crop_w, mirror = window(index, first_view + v, height, width)
-                        resize_crop(image, top, left, crop_h, crop_w, mirror, out[v], scratch[i])
+                        top, left, crop_h, crop_w = scaled_window(windows[v], eighths)
+                        resize_crop(image, top, left, crop_h, crop_w, windows[v, 4] != 0, out[v], scratch[i])
             for i in range(count):
                 if status[i] != 0:
                     raise ValueError("ccrop_loaders: libjpeg-turbo could not decode the image of sample "
@@ -123,9 +138,26 @@ class _CropResizeDecoder(SimpleRGBImageDecoder):
         return decode
 
 
+@numba.njit(cache=True, nogil=True)
+def dct_eighths(windows, out_h, out_w):
+    """Smallest libjpeg-turbo scale M/8 (M in 1..8) at which every window keeps at least the output's pixels."""
+    need = 0.0
+    for v in range(windows.shape[0]):
+        need = max(need, out_h / windows[v, 2], out_w / windows[v, 3])
+    return min(max(int(math.ceil(need * 8.0 - 1e-9)), 1), 8)
+
+
+@numba.njit(cache=True, nogil=True)
+def scaled_window(window, eighths):
+    """Window ``(top, left, h, w)`` of the full image, in pixels of the image decoded at scale eighths/8."""
+    s = eighths / 8.0
+    return window[0] * s, window[1] * s, window[2] * s, window[3] * s
+
+
 class _TableDecoder(_CropResizeDecoder):
-    def __init__(self, table: BoxTable, output_size, *, num_views, first_view, flip, scale, ratio, alpha):
-        super().__init__(output_size, num_views, first_view)
+    def __init__(self, table: BoxTable, output_size, *, num_views, first_view, flip, scale, ratio, alpha,
+                 dct_scaling):
+        super().__init__(output_size, num_views, first_view, dct_scaling)
         if not isinstance(table, BoxTable):
             raise TypeError(f"table must be a ccrop_loaders.BoxTable, got {type(table).__name__}")
         self.table = table
@@ -161,13 +193,15 @@ class ContrastiveCropRGBImageDecoder(_TableDecoder):
     The window of sample ``index`` is ``sample_crop(height, width, table box,
     scale, ratio, alpha, seed=table.seed, epoch=table.epoch, index=index,
     view=view)``; with ``table.use_boxes`` False it is RandomResizedCrop. The
-    window is resized with an antialiased triangle filter.
+    window is resized with an antialiased triangle filter (after DCT-domain
+    scaling when ``dct_scaling``).
     """
 
     def __init__(self, table: BoxTable, output_size: Sequence[int], *, scale: tuple[float, float] = (0.2, 1.0),
-                 ratio: tuple[float, float] = (3 / 4, 4 / 3), alpha: float = 0.6, view: int = 0):
+                 ratio: tuple[float, float] = (3 / 4, 4 / 3), alpha: float = 0.6, view: int = 0,
+                 dct_scaling: bool = True):
         super().__init__(table, output_size, num_views=1, first_view=view, flip=False, scale=scale, ratio=ratio,
-                         alpha=alpha)
+                         alpha=alpha, dct_scaling=dct_scaling)
 
 
 class MultiViewContrastiveCropDecoder(_TableDecoder):
@@ -181,16 +215,16 @@ class MultiViewContrastiveCropDecoder(_TableDecoder):
 
     def __init__(self, table: BoxTable, output_size: Sequence[int], *, num_views: int = 2, flip: bool = True,
                  scale: tuple[float, float] = (0.2, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
-                 alpha: float = 0.6):
+                 alpha: float = 0.6, dct_scaling: bool = True):
         super().__init__(table, output_size, num_views=num_views, first_view=0, flip=flip, scale=scale, ratio=ratio,
-                         alpha=alpha)
+                         alpha=alpha, dct_scaling=dct_scaling)
 
 
 class FullImageRGBImageDecoder(_CropResizeDecoder):
     """The whole image resized (antialiased) to ``output_size``: uint8 (B, H, W, 3), the view localization uses."""
 
-    def __init__(self, output_size: Sequence[int] = (224, 224)):
-        super().__init__(output_size, num_views=1)
+    def __init__(self, output_size: Sequence[int] = (224, 224), *, dct_scaling: bool = True):
+        super().__init__(output_size, num_views=1, dct_scaling=dct_scaling)
 
     def window_function(self) -> Callable:
         @numba.njit(inline="always")

@@ -1,0 +1,121 @@
+"""FFCV: ContrastiveCrop decoders against FFCV's RandomResizedCrop, side by side on one .beton.
+
+Run: ``python -m benchmarks.ffcv_bench [--images 512] [--workers 2]``. Realistic JPEGs
+(shorter side 300-500, quality 90) made from scikit-image's photos; the same
+.beton, batch size and threads for every contender; each contender's best of
+several epochs, the contenders alternating so machine noise hits all alike.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from ffcv.fields.rgb_image import RandomResizedCropRGBImageDecoder, SimpleRGBImageDecoder
+from ffcv.libffcv import imdecode
+from ffcv.loader import Loader, OrderOption
+from ffcv.pipeline import PipelineSpec
+from ffcv.pipeline.allocation_query import AllocationQuery
+from ffcv.pipeline.compiler import Compiler
+
+from ccrop_loaders import BoxTable
+from ccrop_loaders.ffcv import ContrastiveCropRGBImageDecoder, MultiViewContrastiveCropDecoder
+from ccrop_loaders.ffcv.convert import convert_folder
+from ccrop_loaders.sample_data import make_image_folder
+
+from .common import report
+
+SIZE = (224, 224)
+SCALE = (0.2, 1.0)
+
+
+class DecodeOnly(SimpleRGBImageDecoder):
+    """libjpeg-turbo full decode of every image (libffcv's imdecode), nothing else: the decode ceiling."""
+
+    def declare_state_and_memory(self, previous_state):
+        max_h, max_w = int(self.metadata["height"].max()), int(self.metadata["width"].max())
+        u8 = np.dtype("<u1")
+        return (replace(previous_state, jit_mode=True, shape=(1,), dtype=u8),
+                (AllocationQuery((1,), u8), AllocationQuery((max_h * max_w * 3,), u8)))
+
+    def generate_code(self):
+        mem_read, my_range, imdecode_c = self.memory_read, Compiler.get_iterator(), Compiler.compile(imdecode)
+
+        def decode(batch_indices, my_storage, metadata, storage_state):
+            destination, buffers = my_storage
+            for i in my_range(len(batch_indices)):
+                field = metadata[batch_indices[i]]
+                h, w = np.int64(field["height"]), np.int64(field["width"])
+                image = buffers[i][: h * w * 3].reshape(h, w, 3)
+                imdecode_c(mem_read(field["data_ptr"], storage_state), image, h, w, h, w, 0, 0, 1, 1, False, False)
+                destination[i, 0] = image[0, 0, 0]
+            return destination[: len(batch_indices)]
+
+        decode.is_parallel = True
+        return decode
+
+
+def epoch_seconds(loader: Loader) -> float:
+    t0 = time.perf_counter()
+    for _ in loader:
+        pass
+    return time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=512)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory() as tmp, BoxTable.create(args.images) as table:
+        folder = Path(tmp) / "images"
+        make_image_folder(folder, args.images, shorter_side=(300, 500), quality=90)
+        beton = Path(tmp) / "bench.beton"
+        convert_folder(folder, beton, quality=90, workers=args.workers)
+        rng = np.random.default_rng(0)
+        lo, hi = np.sort(rng.uniform(0, 1, (args.images, 2, 2)), axis=2).transpose(2, 0, 1)
+        table.write(np.arange(args.images), np.stack([lo[:, 0], lo[:, 1], hi[:, 0], hi[:, 1]], axis=1))
+
+        def loader(pipelines):
+            return Loader(str(beton), batch_size=args.batch_size, num_workers=args.workers,
+                          order=OrderOption.SEQUENTIAL, drop_last=False,
+                          pipelines={"label": None, "index": None, **pipelines})
+
+        loaders = {
+            "ffcv_rrc": loader({"image": [RandomResizedCropRGBImageDecoder(SIZE, scale=SCALE)]}),
+            "ccrop": loader({"image": [ContrastiveCropRGBImageDecoder(table, SIZE)]}),
+            "ffcv_rrc_x2": loader({"image": [RandomResizedCropRGBImageDecoder(SIZE, scale=SCALE)],
+                                   "image2": PipelineSpec("image", RandomResizedCropRGBImageDecoder(SIZE, scale=SCALE))}),
+            "ccrop_multi": loader({"image": [MultiViewContrastiveCropDecoder(table, SIZE, num_views=2, flip=True)]}),
+            "decode_only": loader({"image": [DecodeOnly()]}),
+        }
+        for ld in loaders.values():  # warm up: page cache, compiled code
+            epoch_seconds(ld)
+        best = {name: float("inf") for name in loaders}
+        for _ in range(args.rounds):
+            for name, ld in loaders.items():
+                best[name] = min(best[name], epoch_seconds(ld))
+    rate = {name: args.images / s for name, s in best.items()}
+    report(f"FFCV, {args.images} JPEGs (shorter side 300-500, q90), {args.workers} threads, batch {args.batch_size}, "
+           f"{SIZE[0]}x{SIZE[1]} views", [
+               ("FFCV RandomResizedCrop, 1 view", f"{rate['ffcv_rrc']:.0f} img/s", ""),
+               ("ContrastiveCrop, 1 view", f"{rate['ccrop']:.0f} img/s", ""),
+               ("ratio ContrastiveCrop / FFCV RRC", f"{rate['ccrop'] / rate['ffcv_rrc']:.2f}", "goal >= 0.97"),
+               ("two FFCV RRC pipelines", f"{rate['ffcv_rrc_x2']:.0f} pairs/s", ""),
+               ("multi-view ContrastiveCrop, 2 views", f"{rate['ccrop_multi']:.0f} pairs/s", ""),
+               ("ratio multi-view / two FFCV pipelines", f"{rate['ccrop_multi'] / rate['ffcv_rrc_x2']:.2f}",
+                "goal >= 1.8"),
+               ("libjpeg-turbo full decode only", f"{rate['decode_only']:.0f} img/s", ""),
+               ("ratio multi-view pairs / decode-only images", f"{rate['ccrop_multi'] / rate['decode_only']:.2f}",
+                "goal >= 0.8 (>= 1.0 decoding only what views need)"),
+           ])
+
+
+if __name__ == "__main__":
+    main()
