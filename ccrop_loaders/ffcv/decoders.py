@@ -76,14 +76,11 @@ class _CropResizeDecoder(SimpleRGBImageDecoder):
         self.check_dataset(len(self.metadata))
         max_h = int(self.metadata["height"].max())
         max_w = int(self.metadata["width"].max())
+        self.scratch_length = scratch_size(max_w, self.output_size[0])
         shape = self._output_shape()
         return (
             replace(previous_state, jit_mode=True, shape=shape, dtype=_U8),
-            (
-                AllocationQuery(shape, _U8),
-                AllocationQuery((max_h * max_w * 3,), _U8),
-                AllocationQuery((scratch_size(max_w, self.output_size[0]),), np.dtype(np.float32)),
-            ),
+            (AllocationQuery(shape, _U8), AllocationQuery((max_h * max_w * 3,), _U8)),
         )
 
     def generate_code(self) -> Callable:
@@ -94,15 +91,18 @@ class _CropResizeDecoder(SimpleRGBImageDecoder):
         views, first_view, single = self.num_views, self.first_view, self.num_views == 1
         out_h, out_w = self.output_size
         dct_scaling = self.dct_scaling
+        scratch_length = self.scratch_length
 
         @numba.njit(inline="always")
         def views_of(destination, i):
             return destination[i: i + 1] if single else destination[i]
 
         def decode(batch_indices, my_storage, metadata, storage_state):
-            destination, image_buffers, scratch = my_storage
+            destination, image_buffers = my_storage
             count = len(batch_indices)
             status = np.zeros(count, dtype=np.int32)
+            # resampling scratch per thread, not per sample: it stays in cache and is touched once per batch
+            scratch = np.empty((numba.get_num_threads(), scratch_length), dtype=np.float32)
             for i in my_range(count):
                 index = batch_indices[i]
                 field = metadata[index]
@@ -127,7 +127,8 @@ class _CropResizeDecoder(SimpleRGBImageDecoder):
                     out = views_of(destination, i)
                     for v in range(views):
                         top, left, crop_h, crop_w = scaled_window(windows[v], eighths)
-                        resize_crop(image, top, left, crop_h, crop_w, windows[v, 4] != 0, out[v], scratch[i])
+                        resize_crop(image, top, left, crop_h, crop_w, windows[v, 4] != 0, out[v],
+                                    scratch[numba.get_thread_id()])
             for i in range(count):
                 if status[i] != 0:
                     raise ValueError("ccrop_loaders: libjpeg-turbo could not decode the image of sample "
