@@ -2,7 +2,7 @@
 import importlib
 import importlib.util
 
-BENCHMARKS = [("benchmarks.core_bench", None)]
+BENCHMARKS = [("benchmarks.core_bench", None), ("benchmarks.ffcv_bench", "ffcv")]
 
 
 def main() -> None:
