@@ -1,7 +1,6 @@
 """Plain-Python statements of the spec, for comparing distributions (not keyed: numpy Generators)."""
 import math
 
-import numpy as np
 
 
 def central_fallback(height, width, ratio):
