@@ -10,9 +10,9 @@ import numba
 import numpy as np
 
 from ccrop_loaders import BoxTable
-from ccrop_loaders.core import load_box, stream_key, uniform
-from ccrop_loaders.core.random import STREAM_POSITION, STREAM_TRY, random_bits
-from ccrop_loaders.core.sampler import MAX_TRIES, beta_quantiles, crop_window
+from ccrop_loaders.core import load_box, stream_key
+from ccrop_loaders.core.random import STREAM_POSITION, random_bits
+from ccrop_loaders.core.sampler import MAX_TRIES, beta_quantiles, crop_window, size_try
 
 from .common import best_times, report
 
@@ -26,10 +26,7 @@ def rrc_window(height, width, scale_lo, scale_hi, log_lo, log_hi, key):
     the same draws (central fallback omitted: these shapes never reach it)."""
     area = np.float64(height) * np.float64(width)
     for t in range(MAX_TRIES):
-        target = area * (scale_lo + (scale_hi - scale_lo) * uniform(key, STREAM_TRY, 2 * t))
-        aspect = math.exp(log_lo + (log_hi - log_lo) * uniform(key, STREAM_TRY, 2 * t + 1))
-        w = int(np.rint(math.sqrt(target * aspect)))
-        h = int(np.rint(math.sqrt(target / aspect)))
+        h, w = size_try(area, scale_lo, scale_hi, log_lo, log_hi, key, t)
         if 0 < w <= width and 0 < h <= height:
             bits = random_bits(key, STREAM_POSITION, 0)  # 32 bits for each position, as crop_window
             top = int((height - h + 1) * (np.float64(bits >> np.uint64(32)) * 2.0**-32))

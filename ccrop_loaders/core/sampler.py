@@ -67,6 +67,14 @@ def _clamp(v, lo, hi):
     return min(max(v, lo), hi)
 
 
+@numba.njit(inline="always", cache=True)
+def size_try(area, scale_lo, scale_hi, log_ratio_lo, log_ratio_hi, key, t):
+    """RandomResizedCrop's size draw number ``t``: ``(crop_height, crop_width)``, not yet checked to fit."""
+    target = area * (scale_lo + (scale_hi - scale_lo) * uniform(key, STREAM_TRY, 2 * t))
+    aspect = math.exp(log_ratio_lo + (log_ratio_hi - log_ratio_lo) * uniform(key, STREAM_TRY, 2 * t + 1))
+    return int(np.rint(math.sqrt(target / aspect))), int(np.rint(math.sqrt(target * aspect)))
+
+
 @numba.njit(cache=True, nogil=True)
 def crop_window(height, width, y0, x0, y1, x1, scale_lo, scale_hi, log_ratio_lo, log_ratio_hi, quantiles, key):
     """ContrastiveCrop window ``(top, left, crop_height, crop_width)`` for one view.
@@ -78,10 +86,7 @@ def crop_window(height, width, y0, x0, y1, x1, scale_lo, scale_hi, log_ratio_lo,
     """
     area = np.float64(height) * np.float64(width)
     for t in range(MAX_TRIES):
-        target = area * (scale_lo + (scale_hi - scale_lo) * uniform(key, STREAM_TRY, 2 * t))
-        aspect = math.exp(log_ratio_lo + (log_ratio_hi - log_ratio_lo) * uniform(key, STREAM_TRY, 2 * t + 1))
-        w = int(np.rint(math.sqrt(target * aspect)))
-        h = int(np.rint(math.sqrt(target / aspect)))
+        h, w = size_try(area, scale_lo, scale_hi, log_ratio_lo, log_ratio_hi, key, t)
         if 0 < w <= width and 0 < h <= height:
             ch0 = _clamp(int(height * y0) - h // 2, 0, height - h)
             ch1 = _clamp(int(height * y1) - h // 2, 0, height - h)
