@@ -79,9 +79,15 @@ def _words_at(typingctx, address):
 
 
 @numba.njit(inline="always", cache=True)
+def words_at(address, count):
+    """``count`` uint64 words at ``address`` as a live array, inside numba code (the caller keeps the memory alive)."""
+    return numba.carray(_words_at(address), count)
+
+
+@numba.njit(inline="always", cache=True)
 def table_words(address, num_samples):
     """The table's words (header and rows) as a live uint64 array, inside numba code."""
-    return numba.carray(_words_at(address), HEADER_WORDS + num_samples)
+    return words_at(address, HEADER_WORDS + num_samples)
 
 
 @numba.njit(inline="always", cache=True)

@@ -3,13 +3,10 @@ from __future__ import annotations
 
 import os
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+from ..folder import find_unreadable, list_images, load_rgb
 
 
 @dataclass
@@ -20,51 +17,6 @@ class ConversionReport:
     written: int
     classes: list[str]
     skipped: list[tuple[Path, str]] = field(default_factory=list)
-
-
-def list_images(root: Path) -> tuple[list[tuple[Path, int]], list[str]]:
-    """``[(path, label)]`` and class names: ImageFolder layout (one folder per class), or a flat folder (label 0)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"no image folder at {root}")
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    is_image = lambda p: p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS  # noqa: E731
-    if classes:
-        samples = [(p, label) for label, c in enumerate(classes) for p in sorted((root / c).rglob("*")) if is_image(p)]
-    else:
-        samples = [(p, 0) for p in sorted(root.iterdir()) if is_image(p)]
-    if not samples:
-        raise ValueError(f"{root} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-    return samples, classes or [root.name]
-
-
-def load_rgb(path: str | Path) -> np.ndarray:
-    """uint8 (H, W, 3): any Pillow-readable image (grayscale, CMYK, palette, alpha, PNG) as RGB, EXIF-rotated.
-
-    Transparent pixels are composed over white.
-    """
-    from PIL import Image, ImageOps
-
-    with Image.open(path) as img:
-        img = ImageOps.exif_transpose(img)
-        if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
-            rgba = img.convert("RGBA")
-            img = Image.new("RGB", rgba.size, (255, 255, 255))
-            img.paste(rgba, mask=rgba.getchannel("A"))
-        return np.asarray(img.convert("RGB"))
-
-
-def _probe(path: Path) -> str | None:
-    """None if the image decodes completely, else why not."""
-    try:
-        image = load_rgb(path)
-        if image.shape[0] < 1 or image.shape[1] < 1:
-            return "empty image"
-        if max(image.shape[:2]) > 65535:
-            return f"{image.shape[1]}x{image.shape[0]} exceeds FFCV's 65535-pixel side limit"
-    except Exception as err:  # anything Pillow raises on a bad file
-        return f"{type(err).__name__}: {err}"
-    return None
 
 
 class _FolderDataset:
@@ -94,7 +46,6 @@ def convert_folder(source: str | Path, output: str | Path, *, max_resolution: in
     """
     from ffcv.fields import IntField, RGBImageField
     from ffcv.writer import DatasetWriter
-    from tqdm import tqdm
 
     if not 1 <= int(quality) <= 100:
         raise ValueError(f"quality must be in [1, 100], got {quality}")
@@ -108,16 +59,7 @@ def convert_folder(source: str | Path, output: str | Path, *, max_resolution: in
         raise FileNotFoundError(f"the output folder {output.parent} does not exist")
     samples, classes = list_images(Path(source))
 
-    skipped: list[tuple[Path, str]] = []
-    with ProcessPoolExecutor(workers) as pool:
-        problems = pool.map(_probe, [p for p, _ in samples], chunksize=16)
-        for (path, _), problem in tqdm(zip(samples, problems), total=len(samples), desc="checking images",
-                                       unit="img"):
-            if problem is not None:
-                if strict:
-                    pool.shutdown(cancel_futures=True)
-                    raise ValueError(f"cannot read {path}: {problem}")
-                skipped.append((path, problem))
+    skipped = find_unreadable([p for p, _ in samples], workers=workers, strict=strict)
     bad = {p for p, _ in skipped}
     good = [s for s in samples if s[0] not in bad]
     if not good:

@@ -6,7 +6,8 @@ import pytest
 pytest.importorskip("ffcv")
 
 from ccrop_loaders import BoxTable  # noqa: E402
-from ccrop_loaders.ffcv.convert import convert_folder, list_images, load_rgb  # noqa: E402
+from ccrop_loaders.ffcv.convert import convert_folder  # noqa: E402
+from ccrop_loaders.folder import list_images, load_rgb  # noqa: E402
 from ccrop_loaders.sample_data import make_image_folder  # noqa: E402
 
 NUM_IMAGES = 24

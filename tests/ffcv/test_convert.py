@@ -6,7 +6,8 @@ from PIL import Image
 
 from ccrop_loaders.cli import main
 from ccrop_loaders.ffcv import FullImageRGBImageDecoder, Loader
-from ccrop_loaders.ffcv.convert import convert_folder, load_rgb
+from ccrop_loaders.ffcv.convert import convert_folder
+from ccrop_loaders.folder import load_rgb
 
 
 @pytest.fixture

@@ -1,0 +1,16 @@
+"""DALI adapter: ContrastiveCrop windows and views inside a pipeline graph (``ops``), ready file-reader and
+external-source pipelines (``readers``), and a torch iterator (``iterator``)."""
+from .ops import contrastive_crop_views, contrastive_crop_windows, crop_resize_views, raise_index_errors
+from .readers import ExternalSourceReader, FolderFiles, external_source_pipeline, file_reader_pipeline
+
+__all__ = ["ContrastiveCropIterator", "ExternalSourceReader", "FolderFiles", "contrastive_crop_views",
+           "contrastive_crop_windows", "crop_resize_views", "external_source_pipeline", "file_reader_pipeline",
+           "raise_index_errors"]
+
+
+def __getattr__(name: str):
+    if name == "ContrastiveCropIterator":  # needs torch
+        from .iterator import ContrastiveCropIterator
+
+        return ContrastiveCropIterator
+    raise AttributeError(f"module 'ccrop_loaders.dali' has no attribute {name!r}")

@@ -1,0 +1,74 @@
+"""Torch side of the ready pipelines: batches as dicts of tensors, DALI's errors made specific."""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+
+from nvidia.dali.pipeline import Pipeline
+from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
+
+from .ops import raise_index_errors
+from .readers import READER_NAME
+
+_POLICIES = {"drop": LastBatchPolicy.DROP, "fill": LastBatchPolicy.FILL, "partial": LastBatchPolicy.PARTIAL}
+_FAILED_SAMPLE = re.compile(r"Failed to decode sample #\d+ : (\S+)")
+
+
+class ContrastiveCropIterator:
+    """Iterate pipelines from ``file_reader_pipeline`` or ``external_source_pipeline`` (one per GPU of this process).
+
+    Each batch is a dict: ``views`` (list of V uint8 tensors (B, H, W, 3), on the
+    pipeline's device), ``label`` and ``index`` (int64 (B,)). Epochs follow the
+    pipeline's ``last_batch``; with ``auto_reset`` the next ``iter`` starts the next epoch.
+    """
+
+    def __init__(self, pipelines: Pipeline | Sequence[Pipeline], *, auto_reset: bool = True):
+        self.pipelines = [pipelines] if isinstance(pipelines, Pipeline) else list(pipelines)
+        if not self.pipelines or not all(hasattr(p, "_ccrop_output_names") for p in self.pipelines):
+            raise TypeError("pass pipelines made by file_reader_pipeline or external_source_pipeline")
+        names = self.pipelines[0]._ccrop_output_names
+        self.num_views = len(names) - 2
+        last_batch = getattr(self.pipelines[0], "_ccrop_last_batch", "drop")
+        if getattr(self.pipelines[0], "_ccrop_files", None) is not None:
+            self._inner = DALIGenericIterator(self.pipelines, names, reader_name=READER_NAME,
+                                              last_batch_policy=_POLICIES[last_batch],
+                                              last_batch_padded=last_batch != "partial", auto_reset=auto_reset)
+        else:
+            self._inner = DALIGenericIterator(self.pipelines, names, last_batch_policy=LastBatchPolicy.PARTIAL,
+                                              auto_reset=auto_reset)
+
+    def __len__(self) -> int:
+        return len(self._inner)
+
+    def __iter__(self) -> Iterator[dict]:
+        return self
+
+    def __next__(self) -> dict:
+        try:
+            outputs = next(self._inner)
+        except StopIteration:
+            raise
+        except RuntimeError as err:
+            raise self._explain(err) from err
+        for pipe in self.pipelines:
+            raise_index_errors(pipe)
+        batch = outputs[0]  # one dict per pipeline; this process usually drives one GPU
+        if len(outputs) > 1:
+            import torch
+
+            batch = {k: torch.cat([o[k] for o in outputs]) for k in outputs[0]}
+        return {
+            "views": [batch[f"view{v}"] for v in range(self.num_views)],
+            "label": batch["label"].reshape(-1),
+            "index": batch["index"].reshape(-1),
+        }
+
+    def _explain(self, err: RuntimeError) -> Exception:
+        match = _FAILED_SAMPLE.search(str(err))
+        files = getattr(self.pipelines[0], "_ccrop_files", None)
+        if match is None or files is None:
+            return err
+        path = match.group(1)
+        return ValueError(
+            f"cannot decode {path} (sample index {files.index_of(path)}); leave unreadable files out with "
+            "FolderFiles.from_folder(root, check_images=True), or remove the file")

@@ -1,0 +1,214 @@
+"""DALI graph pieces: ContrastiveCrop windows read from the live ``BoxTable`` inside the graph, and the views.
+
+Call these inside a ``@pipeline_def`` function. The windows op is a ``numba_function``
+(CPU) that calls the core's ``table_crop_window``, the function FFCV and
+``sample_crop`` use, so all three agree for the same (seed, epoch, index, view).
+The compiled op reads the table's memory and controls at run time: writes and
+``use_boxes``/``epoch`` changes reach batches not yet prefetched, without rebuilding.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numba
+import numpy as np
+from nvidia.dali import fn, types
+from nvidia.dali.data_node import DataNode
+from nvidia.dali.pipeline import Pipeline
+from nvidia.dali.plugin.numba.fn.experimental import numba_function
+
+from ..core import BoxTable, beta_quantiles, table_crop_window, table_flip
+from ..core.sampler import check_alpha, check_range
+from ..core.table import words_at
+
+DEVICES = ("cpu", "gpu")
+DECODE_MODES = ("auto", "once", "slice")
+
+
+@numba.njit(cache=True, nogil=True)
+def view_windows(address, num_samples, errors_address, index, height, width, scale_lo, scale_hi,
+                 log_ratio_lo, log_ratio_hi, quantiles, flip, windows, rois):
+    """Fill ``windows`` int32 (V, 4) ``(top, left, crop_height, crop_width)`` and ``rois`` float32 (V, 4)
+    ``(y_start, x_start, y_end, x_end)`` in pixels for sample ``index`` of an image ``height`` x ``width``.
+
+    A mirrored view (``flip`` and the keyed coin) has ``x_start > x_end``: DALI's
+    resize flips such a ROI. An index outside the table is counted in the error
+    words at ``errors_address`` (count, first bad index) and gets the whole image.
+    """
+    if index < 0 or index >= num_samples:
+        errors = words_at(errors_address, 2)
+        if errors[0] == 0:
+            errors[1] = np.uint64(index)
+        errors[0] += np.uint64(1)
+        for v in range(windows.shape[0]):
+            windows[v, 0], windows[v, 1], windows[v, 2], windows[v, 3] = 0, 0, height, width
+            rois[v, 0], rois[v, 1], rois[v, 2], rois[v, 3] = 0.0, 0.0, height, width
+        return
+    for v in range(windows.shape[0]):
+        top, left, h, w = table_crop_window(address, num_samples, index, v, height, width,
+                                            scale_lo, scale_hi, log_ratio_lo, log_ratio_hi, quantiles)
+        windows[v, 0], windows[v, 1], windows[v, 2], windows[v, 3] = top, left, h, w
+        rois[v, 0], rois[v, 2] = top, top + h
+        if flip and table_flip(address, num_samples, index, v):
+            rois[v, 1], rois[v, 3] = left + w, left
+        else:
+            rois[v, 1], rois[v, 3] = left, left + w
+
+
+def resolve_table(table: BoxTable | str) -> BoxTable:
+    """A ``BoxTable``, or the name of one to attach (refused with a clear message when it does not exist)."""
+    if isinstance(table, str):
+        return BoxTable.attach(table)
+    if not isinstance(table, BoxTable):
+        raise TypeError(f"table must be a BoxTable or a table name, got {type(table).__name__}")
+    table.words  # raises if closed
+    return table
+
+
+def _current_pipeline() -> Pipeline:
+    pipe = Pipeline.current()
+    if pipe is None:
+        raise RuntimeError("ContrastiveCrop DALI ops must be called while a pipeline is defined "
+                           "(inside a @pipeline_def function)")
+    return pipe
+
+
+def keep_alive(*objects) -> None:
+    """Tie ``objects`` (tables, arrays whose address compiled code holds) to the pipeline being defined."""
+    pipe = _current_pipeline()
+    if not hasattr(pipe, "_ccrop_keep_alive"):
+        pipe._ccrop_keep_alive = []
+    pipe._ccrop_keep_alive.extend(objects)
+
+
+def index_errors(pipe: Pipeline) -> tuple[int, int]:
+    """``(count, first bad index)`` of sample indices outside the table seen by ``pipe``'s windows ops so far."""
+    errors = getattr(pipe, "_ccrop_index_errors", None)
+    if errors is None:
+        return 0, 0
+    return int(errors[0]), int(errors[1])
+
+
+def raise_index_errors(pipe: Pipeline) -> None:
+    """Raise if a windows op of ``pipe`` met a sample index outside its table (the op cannot raise itself)."""
+    count, first = index_errors(pipe)
+    if count:
+        raise IndexError(f"{count} sample indices were outside the box table, the first {first}: "
+                         "the indices fed to the ContrastiveCrop op must be global indices in [0, len(table))")
+
+
+def _windows_and_rois(shapes: DataNode, indices: DataNode, table: BoxTable | str, num_views: int,
+                      scale: Sequence[float], ratio: Sequence[float], alpha: float, flip: bool):
+    table = resolve_table(table)
+    if isinstance(num_views, bool) or not isinstance(num_views, (int, np.integer)) or num_views < 1:
+        raise ValueError(f"num_views must be a positive integer, got {num_views!r}")
+    scale_lo, scale_hi = check_range("scale", scale)
+    ratio_lo, ratio_hi = check_range("ratio", ratio)
+    quantiles = beta_quantiles(check_alpha(alpha))
+    pipe = _current_pipeline()
+    if not hasattr(pipe, "_ccrop_index_errors"):
+        pipe._ccrop_index_errors = np.zeros(2, dtype=np.uint64)
+    errors = pipe._ccrop_index_errors
+    keep_alive(table)
+
+    # Constants the compiled op holds: the table's address (its memory is read live), the error words' address.
+    address, num_samples, errors_address = table.address, len(table), errors.ctypes.data
+    log_lo, log_hi, views, mirror = math.log(ratio_lo), math.log(ratio_hi), int(num_views), bool(flip)
+
+    def run(windows, rois, shape, index):
+        view_windows(address, num_samples, errors_address, index[0], shape[0], shape[1], scale_lo, scale_hi,
+                     log_lo, log_hi, quantiles, mirror, windows, rois)
+
+    def setup(outs, ins):
+        for out in range(2):
+            for sample in range(len(outs[out])):
+                outs[out][sample][0] = views
+                outs[out][sample][1] = 4
+
+    shapes = fn.cast(shapes, dtype=types.INT64)
+    indices = fn.reshape(fn.cast(indices, dtype=types.INT64), shape=[1])
+    windows, rois = numba_function(shapes, indices, run_fn=run, setup_fn=setup,
+                                   out_types=[types.INT32, types.FLOAT], outs_ndim=[2, 2],
+                                   in_types=[types.INT64, types.INT64], ins_ndim=[1, 1], device="cpu")
+    return windows, rois
+
+
+def contrastive_crop_windows(shapes: DataNode, indices: DataNode, table: BoxTable | str, *, num_views: int = 2,
+                             scale: tuple[float, float] = (0.2, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
+                             alpha: float = 0.6) -> DataNode:
+    """Per sample, int32 (num_views, 4) windows ``(top, left, crop_height, crop_width)`` in pixels.
+
+    ``shapes``: the images' HWC shapes (e.g. ``fn.peek_image_shape(jpegs)``);
+    ``indices``: the samples' global indices (integer, shape () or (1,)). Window v
+    equals ``sample_crop(H, W, box, index=i, view=v, seed=table.seed,
+    epoch=table.epoch)``; with ``table.use_boxes`` False it is RandomResizedCrop.
+    """
+    windows, _ = _windows_and_rois(shapes, indices, table, num_views, scale, ratio, alpha, False)
+    return windows
+
+
+def _check_size(size: Sequence[int]) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in size)
+        ok = all(float(v) == int(v) for v in size)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or h < 1 or w < 1:
+        raise ValueError(f"size must be (height, width) with positive integers, got {size!r}")
+    return h, w
+
+
+def _check_device(device: str) -> str:
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    if device == "gpu" and _current_pipeline().device_id is None:
+        raise ValueError("device='gpu' needs a pipeline with a device_id (it was built with device_id=None)")
+    return device
+
+
+def crop_resize_views(jpegs: DataNode, windows: DataNode, rois: DataNode, *, num_views: int, size: Sequence[int],
+                      device: str = "cpu", decode: str = "auto") -> list[DataNode]:
+    """``num_views`` views (uint8 HWC ``size``) of encoded images, from windows and (possibly mirrored) ROIs (V, 4).
+
+    ``decode="once"`` decodes each image whole (``mixed`` on the GPU) and resizes
+    each ROI out of it; ``"slice"`` decodes only each window
+    (``decoders.image_slice``); ``"auto"`` is what measured faster on the device
+    (benchmarks/dali_bench.py): ``"once"`` on both.
+    """
+    out_h, out_w = _check_size(size)
+    device = _check_device(device)
+    if decode not in DECODE_MODES:
+        raise ValueError(f"decode must be one of {DECODE_MODES}, got {decode!r}")
+    decoder_device = "cpu" if device == "cpu" else "mixed"
+    resize = dict(size=[out_h, out_w], antialias=True, interp_type=types.INTERP_LINEAR, dtype=types.UINT8)
+    if decode in ("auto", "once"):
+        images = fn.decoders.image(jpegs, device=decoder_device, output_type=types.RGB)
+        return [fn.resize(images, roi_start=rois[v, 0:2], roi_end=rois[v, 2:4], roi_relative=False, **resize)
+                for v in range(num_views)]
+    views = []
+    for v in range(num_views):
+        start = windows[v, 0:2]
+        crop = fn.decoders.image_slice(jpegs, start, windows[v, 2:4], axes=[0, 1], device=decoder_device,
+                                       output_type=types.RGB)
+        offset = fn.cast(fn.stack(start[0], start[1], start[0], start[1]), dtype=types.FLOAT)
+        local = rois[v] - offset
+        views.append(fn.resize(crop, roi_start=local[0:2], roi_end=local[2:4], roi_relative=False, **resize))
+    return views
+
+
+def contrastive_crop_views(jpegs: DataNode, indices: DataNode, table: BoxTable | str, *,
+                           size: tuple[int, int] = (224, 224), num_views: int = 2,
+                           scale: tuple[float, float] = (0.2, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
+                           alpha: float = 0.6, flip: bool = False, device: str = "cpu",
+                           decode: str = "auto") -> list[DataNode]:
+    """``num_views`` ContrastiveCrop views (uint8 HWC, ``size``) of encoded images ``jpegs``.
+
+    ``indices`` are the samples' global indices in ``table``. With ``flip`` each
+    view is mirrored with probability 1/2, keyed like its crop (fused into the
+    resize). ``device="gpu"`` decodes with ``mixed`` and resizes on the GPU; the
+    windows are always computed on the CPU.
+    """
+    windows, rois = _windows_and_rois(fn.peek_image_shape(jpegs), indices, table, num_views, scale, ratio, alpha,
+                                      flip)
+    return crop_resize_views(jpegs, windows, rois, num_views=num_views, size=size, device=device, decode=decode)

@@ -1,0 +1,80 @@
+"""Image folders as datasets: the one listing every backend shares, so a sample's global index is the same in a
+.beton written by ``ccrop convert`` and in a DALI file reader over the same folder."""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def list_images(root: str | Path) -> tuple[list[tuple[Path, int]], list[str]]:
+    """``[(path, label)]`` in global-index order, and the class names.
+
+    ImageFolder layout (one folder per class, classes sorted by name, files sorted
+    within each), or a flat folder (every label 0).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no image folder at {root}")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    is_image = lambda p: p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS  # noqa: E731
+    if classes:
+        samples = [(p, label) for label, c in enumerate(classes) for p in sorted((root / c).rglob("*")) if is_image(p)]
+    else:
+        samples = [(p, 0) for p in sorted(root.iterdir()) if is_image(p)]
+    if not samples:
+        raise ValueError(f"{root} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+    return samples, classes or [root.name]
+
+
+def load_rgb(path) -> np.ndarray:
+    """uint8 (H, W, 3): any Pillow-readable image (grayscale, CMYK, palette, alpha, PNG) as RGB, EXIF-rotated.
+
+    Transparent pixels are composed over white.
+    """
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as img:
+        img = ImageOps.exif_transpose(img)
+        if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+            rgba = img.convert("RGBA")
+            img = Image.new("RGB", rgba.size, (255, 255, 255))
+            img.paste(rgba, mask=rgba.getchannel("A"))
+        return np.asarray(img.convert("RGB"))
+
+
+def probe_image(path: Path, max_side: int = 65535) -> str | None:
+    """None if the image decodes completely, else why not."""
+    try:
+        image = load_rgb(path)
+        if image.shape[0] < 1 or image.shape[1] < 1:
+            return "empty image"
+        if max(image.shape[:2]) > max_side:
+            return f"{image.shape[1]}x{image.shape[0]} exceeds the {max_side}-pixel side limit"
+    except Exception as err:  # anything Pillow raises on a bad file
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def find_unreadable(paths: Sequence[Path], *, workers: int = 0, strict: bool = False) -> list[tuple[Path, str]]:
+    """Decode every file (``workers`` processes, 0 = all cores, progress bar): ``[(path, reason)]`` of the failures.
+
+    With ``strict`` the first failure raises ``ValueError`` naming the file.
+    """
+    from tqdm import tqdm
+
+    bad: list[tuple[Path, str]] = []
+    with ProcessPoolExecutor(int(workers) or (os.cpu_count() or 1)) as pool:
+        problems = pool.map(probe_image, list(paths), chunksize=16)
+        for path, problem in tqdm(zip(paths, problems), total=len(paths), desc="checking images", unit="img"):
+            if problem is not None:
+                if strict:
+                    pool.shutdown(cancel_futures=True)
+                    raise ValueError(f"cannot read {path}: {problem}")
+                bad.append((path, problem))
+    return bad
