@@ -4,7 +4,7 @@
 .PHONY: demo test bench setup
 
 setup:
-	bash scripts/setup.sh dev,ffcv
+	bash scripts/setup.sh dev,ffcv,dali
 
 demo: setup
 	.venv/bin/python -m ccrop_loaders.demo

@@ -2,7 +2,7 @@
 import importlib
 import importlib.util
 
-BENCHMARKS = [("benchmarks.core_bench", None), ("benchmarks.ffcv_bench", "ffcv")]
+BENCHMARKS = [("benchmarks.core_bench", None), ("benchmarks.ffcv_bench", "ffcv"), ("benchmarks.dali_bench", "nvidia.dali")]
 
 
 def main() -> None:

@@ -88,7 +88,23 @@ def run_ffcv(paths: list[Path], table: BoxTable, views: int = 2) -> tuple[float,
         return count / (time.perf_counter() - t0), None
 
 
-BACKENDS = {"pillow (core sampler)": run_pillow, "ffcv (multi-view decoder)": run_ffcv}
+def run_dali(paths: list[Path], table: BoxTable, views: int = 2) -> tuple[float, None]:
+    """The images through DALI's file reader and ``contrastive_crop_views`` (CPU, or GPU if one is there)."""
+    from .dali import ContrastiveCropIterator, file_reader_pipeline
+
+    root = Path(paths[0]).parent.parent
+    pipe = file_reader_pipeline(root, table, batch_size=32, num_threads=2, size=(OUTPUT_SIZE, OUTPUT_SIZE),
+                                num_views=views, last_batch="partial")
+    loader = ContrastiveCropIterator(pipe)
+    for _ in loader:  # warm-up epoch
+        pass
+    t0 = time.perf_counter()
+    count = sum(len(batch["index"]) for batch in loader)
+    return count / (time.perf_counter() - t0), None
+
+
+BACKENDS = {"pillow (core sampler)": run_pillow, "ffcv (multi-view decoder)": run_ffcv,
+            "dali (file reader, cpu)": run_dali}
 
 
 def draw_figure(paths: list[Path], boxes: np.ndarray, windows: np.ndarray, out: Path, columns: int = 6) -> None:

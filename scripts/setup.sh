@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Idempotent set-up: system libraries FFCV builds against, then .venv with the package (editable) and extras.
-# Usage: scripts/setup.sh [extras]   (default: dev,ffcv)
+# Usage: scripts/setup.sh [extras]   (default: dev,ffcv,dali)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="${1:-dev,ffcv}"
+extras="${1:-dev,ffcv,dali}"
 py="${PYTHON:-python3}"
 
 # FFCV 1.0.2 compiles against libjpeg-turbo and OpenCV.

@@ -30,12 +30,13 @@ class ContrastiveCropIterator:
         self.num_views = len(names) - 2
         last_batch = getattr(self.pipelines[0], "_ccrop_last_batch", "drop")
         if getattr(self.pipelines[0], "_ccrop_files", None) is not None:
-            self._inner = DALIGenericIterator(self.pipelines, names, reader_name=READER_NAME,
-                                              last_batch_policy=_POLICIES[last_batch],
-                                              last_batch_padded=last_batch != "partial", auto_reset=auto_reset)
+            options = dict(reader_name=READER_NAME, last_batch_policy=_POLICIES[last_batch])
         else:
-            self._inner = DALIGenericIterator(self.pipelines, names, last_batch_policy=LastBatchPolicy.PARTIAL,
-                                              auto_reset=auto_reset)
+            options = dict(last_batch_policy=LastBatchPolicy.PARTIAL)
+        try:  # DALI's iterator runs the first batches here already
+            self._inner = DALIGenericIterator(self.pipelines, names, auto_reset=auto_reset, **options)
+        except RuntimeError as err:
+            raise self._explain(err) from err
 
     def __len__(self) -> int:
         return len(self._inner)

@@ -100,7 +100,9 @@ def raise_index_errors(pipe: Pipeline) -> None:
 
 def _windows_and_rois(shapes: DataNode, indices: DataNode, table: BoxTable | str, num_views: int,
                       scale: Sequence[float], ratio: Sequence[float], alpha: float, flip: bool):
-    table = resolve_table(table)
+    # The pipeline maps the table itself: the caller closing its BoxTable must not unmap memory that
+    # DALI's threads (still prefetching) read.
+    table = BoxTable.attach(resolve_table(table).name)
     if isinstance(num_views, bool) or not isinstance(num_views, (int, np.integer)) or num_views < 1:
         raise ValueError(f"num_views must be a positive integer, got {num_views!r}")
     scale_lo, scale_hi = check_range("scale", scale)

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# On a GPU machine (e.g. a lent H200): install what the DALI paths need (no torch: the CUDA build is several
+# GB), run the GPU tests, then the DALI benchmark on the GPU and, for reference, on the CPU. Under 8 minutes.
+# Usage: bash benchmarks/gpu_check.sh   (figures are printed; $OUT/gpu_check.txt gets a copy when OUT is set)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+log="${OUT:-/tmp}/gpu_check.txt"
+venv=/tmp/ccrop-gpu-venv
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  [ -x $venv/bin/python ] || python3 -m venv $venv
+  $venv/bin/pip install -q -e ".[dali]" pytest hypothesis Pillow scikit-image tqdm
+  $venv/bin/python -c "from nvidia.dali.backend import GetCUDADeviceCount as n; print('DALI sees', n(), 'GPU(s)')"
+  timeout 180 $venv/bin/python -m pytest -q -rs tests/dali tests/core/test_table.py
+  threads=$(( $(nproc) < 8 ? $(nproc) : 8 ))
+  timeout 150 $venv/bin/python -m benchmarks.dali_bench --device gpu --images 1024 --batch-size 128 \
+    --threads "$threads" --rounds 5
+  timeout 120 $venv/bin/python -m benchmarks.dali_bench --device cpu --images 1024 --batch-size 128 \
+    --threads "$threads" --rounds 3
+} 2>&1 | tee "$log"
