@@ -375,6 +375,43 @@ class BoxTable:
         idx = np.arange(len(self)) if indices is None else self._check_indices(indices)
         return unpack_boxes(_load_rows(self.words, idx))
 
+    # ------------------------------------------------------------- checkpoints
+
+    def state_dict(self) -> dict:
+        """Rows and controls for a trainer's checkpoint: ``rows`` int64 (n,) (the packed words), ``epoch``,
+        ``seed``, ``use_boxes``, ``num_samples``, ``version``."""
+        words = self.words.copy()
+        return {"version": FORMAT_VERSION, "num_samples": int(words[_W_COUNT]), "epoch": int(words[_W_EPOCH]),
+                "seed": int(words[_W_SEED]), "use_boxes": bool(words[_W_USE_BOXES]),
+                "rows": words[HEADER_WORDS:].view(np.int64)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore rows and controls from ``state_dict()`` output (rows: int64/uint64 array or tensor).
+
+        Everything is checked first (keys, version, the table's size, every row's
+        box): a bad state changes nothing.
+        """
+        missing = {"version", "num_samples", "epoch", "seed", "use_boxes", "rows"} - set(state)
+        if missing:
+            raise KeyError(f"box table state lacks {sorted(missing)}")
+        if state["version"] != FORMAT_VERSION:
+            raise ValueError(f"box table state has format version {state['version']}, expected {FORMAT_VERSION}")
+        rows = np.asarray(state["rows"])
+        if rows.dtype not in (np.int64, np.uint64) or rows.ndim != 1:
+            raise ValueError(f"box table state rows must be int64 (n,), got {rows.dtype} {rows.shape}")
+        n = len(self)
+        if state["num_samples"] != n or rows.shape[0] != n:
+            raise ValueError(f"the checkpoint's box table has {state['num_samples']} rows but this table has {n}: "
+                             "it belongs to a different dataset")
+        rows = rows.view(np.uint64)
+        check_boxes(unpack_boxes(rows), "box table state is corrupt:")
+        epoch = _check_control("epoch", state["epoch"], 2**63 - 1)
+        seed = _check_control("seed", state["seed"], 2**64 - 1)
+        self.words[HEADER_WORDS:] = rows
+        self.words[_W_EPOCH], self.words[_W_SEED] = epoch, seed
+        self.words[_W_USE_BOXES] = bool(state["use_boxes"])
+        self.words[_W_WRITES] += np.uint64(1)
+
     # ------------------------------------------------------------- files
 
     def save(self, path: str | os.PathLike) -> None:

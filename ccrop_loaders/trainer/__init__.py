@@ -1,4 +1,7 @@
-"""Trainer side (torch): localization of object boxes from feature maps."""
+"""Trainer side (torch): localization, the background box updater, the schedule, checkpoints, view augmentations."""
+from .checkpoint import restore_table, table_state
 from .localize import localize_boxes
+from .schedule import ContrastiveCropSchedule
+from .updater import BoxUpdater
 
-__all__ = ["localize_boxes"]
+__all__ = ["BoxUpdater", "ContrastiveCropSchedule", "localize_boxes", "restore_table", "table_state"]
