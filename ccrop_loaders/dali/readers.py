@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 from nvidia.dali import fn, pipeline_def, types
+from nvidia.dali.data_node import DataNode
 from nvidia.dali.pipeline import Pipeline
 from nvidia.dali.plugin.numba.fn.experimental import numba_function
 
@@ -24,6 +25,7 @@ from ..folder import find_unreadable, list_images
 from .ops import DEVICES, contrastive_crop_views, crop_resize_views, keep_alive, resolve_table, view_windows
 
 LAST_BATCH = ("drop", "fill", "partial")
+ViewAugment = Callable[[DataNode], DataNode]
 READER_NAME = "Reader"
 
 
@@ -121,14 +123,18 @@ def file_reader_pipeline(dataset: FolderFiles | str | Path, table: BoxTable | st
                          scale: tuple[float, float] = (0.2, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
                          alpha: float = 0.6, flip: bool = True, shard_id: int = 0, num_shards: int = 1,
                          shuffle: bool = True, seed: int = 0, last_batch: str = "drop",
-                         prefetch_queue_depth: int = 2, decode: str = "auto") -> Pipeline:
+                         prefetch_queue_depth: int = 2, decode: str = "auto",
+                         view_augment: ViewAugment | Sequence[ViewAugment] | None = None) -> Pipeline:
     """A built pipeline reading ``dataset`` (or an image folder) with ``fn.readers.file``, sharded.
 
     The reader carries each file's global index through its label channel; the
     class label is looked up from it. ``shard_id``/``num_shards`` split the data
     for multi-node runs (e.g. the global rank and world size); ``shuffle`` reshuffles
-    every epoch. Iterate with ``ContrastiveCropIterator``.
+    every epoch. ``view_augment``: DALI ops applied to each view (one callable, or
+    one per view, e.g. ``ssl_view_augment`` with BYOL's asymmetric settings).
+    Iterate with ``ContrastiveCropIterator``.
     """
+    augments = _per_view(view_augment, num_views)
     if not isinstance(dataset, FolderFiles):
         dataset = FolderFiles.from_folder(dataset)
     table = resolve_table(table)
@@ -144,6 +150,7 @@ def file_reader_pipeline(dataset: FolderFiles | str | Path, table: BoxTable | st
             random_shuffle=shuffle, pad_last_batch=last_batch != "partial", stick_to_shard=True, name=READER_NAME)
         views = contrastive_crop_views(jpegs, indices, table, size=size, num_views=num_views, scale=scale,
                                        ratio=ratio, alpha=alpha, flip=flip, device=device, decode=decode)
+        views = [augment(view) if augment else view for augment, view in zip(augments, views)]
         return (*views, _class_labels(indices, _labels_by_index(dataset)), fn.cast(indices, dtype=types.INT64))
 
     pipe = pipeline()
@@ -151,6 +158,42 @@ def file_reader_pipeline(dataset: FolderFiles | str | Path, table: BoxTable | st
     pipe._ccrop_output_names = [*(f"view{v}" for v in range(num_views)), "label", "index"]
     pipe._ccrop_files = dataset
     pipe._ccrop_last_batch = last_batch
+    return pipe
+
+
+def _per_view(view_augment, num_views: int) -> list:
+    if view_augment is None or callable(view_augment):
+        return [view_augment] * num_views
+    augments = list(view_augment)
+    if len(augments) != num_views:
+        raise ValueError(f"view_augment has {len(augments)} entries for {num_views} views")
+    return augments
+
+
+def full_image_pipeline(dataset: FolderFiles | str | Path, *, batch_size: int, num_threads: int = 4,
+                        device: str = "cpu", device_id: int | None = None, size: tuple[int, int] = (224, 224),
+                        shard_id: int = 0, num_shards: int = 1) -> Pipeline:
+    """A built pipeline for the localization pass: every image of this shard once per epoch, in order,
+    resized whole to ``size`` (antialiased). Outputs ``image`` (uint8 HWC), ``index``.
+
+    Iterate with ``nvidia.dali.plugin.pytorch.DALIGenericIterator(pipe, ["image", "index"],
+    reader_name="Reader", last_batch_policy=LastBatchPolicy.PARTIAL)``.
+    """
+    if not isinstance(dataset, FolderFiles):
+        dataset = FolderFiles.from_folder(dataset)
+    check_sharding(len(dataset.files), shard_id, num_shards, "drop")
+    device_id = _device_id_for(device, device_id)
+
+    @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id)
+    def pipeline():
+        jpegs, indices = fn.readers.file(files=dataset.files, labels=[int(i) for i in dataset.indices],
+                                         shard_id=shard_id, num_shards=num_shards, random_shuffle=False,
+                                         pad_last_batch=False, stick_to_shard=True, name=READER_NAME)
+        images = fn.decoders.image(jpegs, device="cpu" if device == "cpu" else "mixed", output_type=types.RGB)
+        return fn.resize(images, size=list(size), antialias=True), fn.cast(indices, dtype=types.INT64)
+
+    pipe = pipeline()
+    pipe.build()
     return pipe
 
 

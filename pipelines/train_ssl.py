@@ -1,0 +1,304 @@
+"""A small SSL trainer on ContrastiveCrop views: MoCo v2 or SimCLR, with FFCV or DALI.
+
+RandomResizedCrop warm-up, a localization pass through ``BoxUpdater`` on the
+schedule's epochs, ContrastiveCrop afterwards, a checkpoint every epoch (model,
+optimizer, box table) and ``--resume``. Single process, or ``torchrun`` (gloo on
+CPU, NCCL on GPU): each rank localizes its shard, the updater all-gathers.
+
+    python -m pipelines.train_ssl --backend ffcv --tiny          # demo data, 2 CPU cores, about a minute
+    torchrun --nnodes 2 --nproc-per-node 8 -m pipelines.train_ssl --backend dali --data /imagenet/train \\
+        --arch resnet18 --epochs 100 --batch-size 256 --checkpoint run/ckpt.pt
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from ccrop_loaders import BoxTable, BoxUpdater, ContrastiveCropSchedule, restore_table, table_state
+from ccrop_loaders.trainer.augment import IMAGENET_MEAN, IMAGENET_STD, simclr_augment
+
+# ----------------------------------------------------------------- models
+
+
+def conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.body = nn.Sequential(conv_bn(cin, cout, stride), nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
+                                  nn.BatchNorm2d(cout))
+        self.skip = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        return F.relu(self.body(x) + self.skip(x))
+
+
+def encoder(arch: str) -> tuple[nn.Module, int]:
+    """(module mapping images to the last conv feature maps (N, C, h, w), C)."""
+    if arch == "tiny":
+        return nn.Sequential(conv_bn(3, 32, 2), conv_bn(32, 64, 2), conv_bn(64, 128, 2)), 128
+    if arch == "resnet18":
+        layers, cin = [nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
+                       nn.MaxPool2d(3, 2, 1)], 64
+        for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+            layers += [BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)]
+            cin = cout
+        return nn.Sequential(*layers), 512
+    raise ValueError(f"unknown arch {arch!r} (tiny, resnet18)")
+
+
+class SSLModel(nn.Module):
+    """Encoder + projection head; ``features`` gives the maps localization uses."""
+
+    def __init__(self, arch: str, dim: int = 128):
+        super().__init__()
+        self.features, width = encoder(arch)
+        self.head = nn.Sequential(nn.Linear(width, width), nn.ReLU(inplace=True), nn.Linear(width, dim))
+
+    def forward(self, x):
+        return F.normalize(self.head(self.features(x).mean(dim=(2, 3))), dim=1)
+
+
+def info_nce(q: torch.Tensor, k: torch.Tensor, negatives: torch.Tensor | None, temperature: float) -> torch.Tensor:
+    """MoCo: positives q.k, negatives from the queue. SimCLR (negatives None): NT-Xent over the 2B views."""
+    if negatives is not None:
+        logits = torch.cat([(q * k).sum(1, keepdim=True), q @ negatives.T], dim=1) / temperature
+        return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
+    z = torch.cat([q, k])
+    sim = (z @ z.T) / temperature
+    sim.fill_diagonal_(float("-inf"))
+    n = len(q)
+    targets = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(q.device)
+    return F.cross_entropy(sim, targets)
+
+
+# ----------------------------------------------------------------- data
+
+
+class Data:
+    """The backend's two loaders behind one interface: ``views(epoch)`` yields (view1, view2, index) as
+    normalized float (B, 3, H, W) on ``device``; ``full_images()`` yields (images, index)."""
+
+    def __init__(self, backend: str, folder: Path, work: Path, table: BoxTable, args, device: torch.device):
+        self.backend, self.device, self.args = backend, device, args
+        distributed = dist.is_initialized()
+        if backend == "ffcv":
+            from ccrop_loaders.ffcv.convert import convert_folder
+
+            from .ffcv_ssl import localization_loader, ssl_loader
+
+            beton = work / "train.beton"
+            if not beton.exists() and (not distributed or dist.get_rank() == 0):
+                convert_folder(folder, beton, max_resolution=args.max_resolution, workers=args.workers)
+            if distributed:
+                dist.barrier()
+            self.train = ssl_loader(str(beton), table, batch_size=args.batch_size, num_workers=args.workers,
+                                    device=device, size=args.size, alpha=args.alpha, distributed=distributed,
+                                    seed=args.seed)
+            self.full = localization_loader(str(beton), batch_size=args.batch_size, num_workers=args.workers,
+                                            device=device, size=args.size, distributed=distributed)
+            self.augment = [simclr_augment(generator=None).to(device)] * 2
+        else:
+            from ccrop_loaders.dali import FolderFiles
+
+            from .dali_ssl import localization_iterator, ssl_iterator
+
+            files = FolderFiles.from_folder(folder)
+            dali_device = "gpu" if device.type == "cuda" else "cpu"
+            self.train = ssl_iterator(files, table, batch_size=args.batch_size, num_threads=args.workers,
+                                      device=dali_device, size=args.size, alpha=args.alpha, seed=args.seed)
+            self.full = localization_iterator(files, batch_size=args.batch_size, num_threads=args.workers,
+                                              device=dali_device, size=args.size)
+        self.mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1) * 255
+
+    def normalize(self, views: torch.Tensor) -> torch.Tensor:
+        return (views.to(self.device).permute(0, 3, 1, 2).float() - self.mean) / self.std
+
+    def views(self):
+        if self.backend == "ffcv":
+            for images, _, index in self.train:
+                yield self.augment[0](images[:, 0]), self.augment[1](images[:, 1]), index.flatten()
+        else:  # augmented inside the DALI pipeline
+            for batch in self.train:
+                yield self.normalize(batch["views"][0]), self.normalize(batch["views"][1]), batch["index"]
+
+    def full_images(self):
+        if self.backend == "ffcv":
+            for images, _, index in self.full:
+                yield self.normalize(images), index.flatten()
+        else:
+            for (batch,) in self.full:
+                yield self.normalize(batch["image"]), batch["index"].flatten()
+
+
+# ----------------------------------------------------------------- training
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--backend", choices=["ffcv", "dali"], default="ffcv")
+    p.add_argument("--method", choices=["moco", "simclr"], default="moco")
+    p.add_argument("--data", type=Path, help="image folder (ImageFolder layout); --tiny makes demo data if absent")
+    p.add_argument("--arch", choices=["tiny", "resnet18"], default="resnet18")
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--warmup-epochs", type=int, default=None, help="default: 20%% of epochs")
+    p.add_argument("--loc-interval", type=int, default=None, help="default: 20%% of epochs")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--alpha", type=float, default=0.6)
+    p.add_argument("--threshold", type=float, default=0.1)
+    p.add_argument("--lr", type=float, default=0.06)
+    p.add_argument("--temperature", type=float, default=0.2)
+    p.add_argument("--queue", type=int, default=65536, help="MoCo queue length")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--max-resolution", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint", type=Path, default=None, help="saved every epoch")
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    p.add_argument("--tiny", action="store_true",
+                   help="demo data, tiny encoder, 64 px, 4 epochs: about a minute on 2 CPU cores")
+    if p.parse_known_args(argv)[0].tiny:  # new defaults; options given on the command line still win
+        p.set_defaults(arch="tiny", size=64, epochs=4, batch_size=16, queue=256, warmup_epochs=1, loc_interval=1,
+                       lr=0.03)
+    args = p.parse_args(argv)
+    if args.resume and args.checkpoint is None:
+        p.error("--resume needs --checkpoint")
+    return args
+
+
+def setup_distributed() -> torch.device:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return torch.device("cpu")
+
+
+@torch.no_grad()
+def localization_pass(model: SSLModel, data: Data, updater: BoxUpdater, show: bool) -> None:
+    model.eval()
+    for images, index in tqdm(data.full_images(), desc="localizing", leave=False, disable=not show):
+        updater.update(model.features(images), index)
+    updater.flush()
+    model.train()
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    device = setup_distributed()
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    show = rank == 0
+    torch.manual_seed(args.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = (args.checkpoint.parent if args.checkpoint else Path(tmp))
+        work.mkdir(parents=True, exist_ok=True)
+        folder = args.data
+        if folder is None or (args.tiny and not folder.exists()):
+            if not args.tiny:
+                raise SystemExit("--data is required (or --tiny for demo data)")
+            from ccrop_loaders.sample_data import make_image_folder
+
+            folder = folder or work / "demo_images"
+            if rank == 0 and not folder.exists():
+                make_image_folder(folder, 48, shorter_side=(80, 120))
+            if dist.is_initialized():
+                dist.barrier()
+        from ccrop_loaders.folder import list_images
+
+        num_samples = len(list_images(folder)[0])
+        with BoxTable.create(num_samples) as table:
+            return train(args, device, folder, work, table, show)
+
+
+def train(args, device: torch.device, folder: Path, work: Path, table: BoxTable, show: bool) -> dict:
+    schedule = ContrastiveCropSchedule(args.epochs, args.warmup_epochs, args.loc_interval)
+    table.seed = args.seed
+    model = SSLModel(args.arch).to(device)
+    key_model = SSLModel(args.arch).to(device) if args.method == "moco" else None
+    if key_model is not None:
+        key_model.load_state_dict(model.state_dict())
+        key_model.requires_grad_(False)
+    queue = F.normalize(torch.randn(args.queue, 128, device=device), dim=1) if key_model is not None else None
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=1e-4)
+    start_epoch = 0
+    if args.resume:
+        state = torch.load(args.checkpoint, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if key_model is not None:
+            key_model.load_state_dict(state["key_model"])
+            queue = state["queue"].to(device)
+        restore_table(table, state["boxes"])
+        start_epoch = state["epoch"]
+        if show:
+            print(f"resumed at epoch {start_epoch}: use_boxes={table.use_boxes}, table epoch {table.epoch}")
+    data = Data(args.backend, folder, work, table, args, device)
+    ddp = torch.nn.parallel.DistributedDataParallel(model) if dist.is_initialized() else model
+    history = {"losses": [], "boxes_before": table.read(), "localized_at": []}
+    with BoxUpdater(table, threshold=args.threshold, input_size=args.size) as updater:
+        for epoch in range(start_epoch, args.epochs):
+            if schedule.localize_at(epoch):
+                localization_pass(model, data, updater, show)
+                history["localized_at"].append(epoch)
+            schedule.apply(table, epoch)
+            lr = args.lr * 0.5 * (1 + math.cos(math.pi * epoch / args.epochs))
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            total, count = 0.0, 0
+            bar = tqdm(data.views(), desc=f"epoch {epoch} ({'ContrastiveCrop' if table.use_boxes else 'RRC'})",
+                       leave=False, disable=not show)
+            for view1, view2, _ in bar:
+                q = ddp(view1)
+                if key_model is not None:
+                    with torch.no_grad():
+                        for pk, pq in zip(key_model.parameters(), model.parameters()):
+                            pk.mul_(0.99).add_(pq.detach(), alpha=0.01)
+                        k = key_model(view2)
+                    loss = info_nce(q, k, queue, args.temperature)
+                    queue = torch.cat([k, queue])[: len(queue)]
+                else:
+                    loss = info_nce(q, ddp(view2), None, args.temperature)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total, count = total + loss.item(), count + 1
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+            history["losses"].append(total / max(count, 1))
+            if show:
+                print(f"epoch {epoch}: loss {history['losses'][-1]:.4f} ({count} steps, "
+                      f"{'ContrastiveCrop' if table.use_boxes else 'RandomResizedCrop'})")
+            if args.checkpoint is not None and show:
+                state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
+                         "boxes": table_state(table)}
+                if key_model is not None:
+                    state.update(key_model=key_model.state_dict(), queue=queue)
+                tmp = args.checkpoint.with_suffix(".tmp")
+                torch.save(state, tmp)
+                os.replace(tmp, args.checkpoint)
+    history["boxes_after"] = table.read()
+    history["use_boxes"], history["table_epoch"] = table.use_boxes, table.epoch
+    if show:
+        moved = np.abs(history["boxes_after"] - history["boxes_before"]).max(axis=1) > 1e-3
+        print(f"boxes changed for {int(moved.sum())} of {len(moved)} samples; localized at epochs "
+              f"{history['localized_at']}")
+    return history
+
+
+if __name__ == "__main__":
+    main()
