@@ -2,7 +2,8 @@
 import importlib
 import importlib.util
 
-BENCHMARKS = [("benchmarks.core_bench", None), ("benchmarks.ffcv_bench", "ffcv"), ("benchmarks.dali_bench", "nvidia.dali")]
+BENCHMARKS = [("benchmarks.core_bench", None), ("benchmarks.ffcv_bench", "ffcv"), ("benchmarks.dali_bench", "nvidia.dali"),
+              ("benchmarks.trainer_bench", "torch")]
 
 
 def main() -> None:
