@@ -21,7 +21,7 @@ from nvidia.dali import fn, pipeline_def, types
 from ccrop_loaders import BoxTable
 from ccrop_loaders.dali import contrastive_crop_views
 from ccrop_loaders.folder import list_images
-from ccrop_loaders.sample_data import make_image_folder
+from ccrop_loaders.sample_data import make_image_folder, random_boxes
 
 from .common import report
 
@@ -83,9 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         folder = Path(tmp) / "images"
         make_image_folder(folder, args.images, shorter_side=(300, 500), quality=90)
         files = [str(p) for p, _ in list_images(folder)[0]]
-        rng = np.random.default_rng(0)
-        lo, hi = np.sort(rng.uniform(0, 1, (args.images, 2, 2)), axis=2).transpose(2, 0, 1)
-        table.write(np.arange(args.images), np.stack([lo[:, 0], lo[:, 1], hi[:, 0], hi[:, 1]], axis=1))
+        table.write(np.arange(args.images), random_boxes(args.images))
         pipes = {k: build(k, files, table, args.device, args.batch_size, args.threads) for k in kinds}
         for p in pipes.values():  # warm up: page cache, compiled code, allocations
             epoch_seconds(p, batches)

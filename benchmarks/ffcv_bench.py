@@ -24,7 +24,7 @@ from ffcv.pipeline.compiler import Compiler
 from ccrop_loaders import BoxTable
 from ccrop_loaders.ffcv import ContrastiveCropRGBImageDecoder, MultiViewContrastiveCropDecoder
 from ccrop_loaders.ffcv.convert import convert_folder
-from ccrop_loaders.sample_data import make_image_folder
+from ccrop_loaders.sample_data import make_image_folder, random_boxes
 
 from .common import report
 
@@ -78,9 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         make_image_folder(folder, args.images, shorter_side=(300, 500), quality=90)
         beton = Path(tmp) / "bench.beton"
         convert_folder(folder, beton, quality=90, workers=args.workers)
-        rng = np.random.default_rng(0)
-        lo, hi = np.sort(rng.uniform(0, 1, (args.images, 2, 2)), axis=2).transpose(2, 0, 1)
-        table.write(np.arange(args.images), np.stack([lo[:, 0], lo[:, 1], hi[:, 0], hi[:, 1]], axis=1))
+        table.write(np.arange(args.images), random_boxes(args.images))
 
         def loader(pipelines):
             return Loader(str(beton), batch_size=args.batch_size, num_workers=args.workers,

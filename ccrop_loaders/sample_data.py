@@ -64,3 +64,10 @@ def make_image_folder(
         img.save(path, quality=quality)
         samples.append((path, label))
     return samples
+
+
+def random_boxes(num_samples: int, seed: int = 0) -> np.ndarray:
+    """float64 (n, 4) valid boxes ``(y0, x0, y1, x1)`` with uniform random corners: stand-ins for tests and benchmarks."""
+    rng = np.random.default_rng(seed)
+    lo, hi = np.sort(rng.uniform(0, 1, (num_samples, 2, 2)), axis=2).transpose(2, 0, 1)
+    return np.stack([lo[:, 0], lo[:, 1], hi[:, 0], hi[:, 1]], axis=1)

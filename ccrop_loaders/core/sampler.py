@@ -134,6 +134,18 @@ def _crop_windows(heights, widths, boxes, indices, views, scale_lo, scale_hi, lo
 # ----------------------------------------------------------------- checks
 
 
+def check_size(name: str, size: Sequence[int]) -> tuple[int, int]:
+    """An output size ``(height, width)`` of positive integers, or ValueError naming ``name``."""
+    try:
+        h, w = (int(v) for v in size)
+        ok = all(float(v) == int(v) for v in size)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or h < 1 or w < 1:
+        raise ValueError(f"{name} must be (height, width) with positive integers, got {size!r}")
+    return h, w
+
+
 def check_alpha(alpha: float) -> float:
     alpha = float(alpha)
     if not (math.isfinite(alpha) and alpha > 0):

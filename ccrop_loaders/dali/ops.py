@@ -19,7 +19,7 @@ from nvidia.dali.pipeline import Pipeline
 from nvidia.dali.plugin.numba.fn.experimental import numba_function
 
 from ..core import BoxTable, beta_quantiles, table_crop_window, table_flip
-from ..core.sampler import check_alpha, check_range
+from ..core.sampler import check_alpha, check_range, check_size
 from ..core.table import words_at
 
 DEVICES = ("cpu", "gpu")
@@ -150,17 +150,6 @@ def contrastive_crop_windows(shapes: DataNode, indices: DataNode, table: BoxTabl
     return windows
 
 
-def _check_size(size: Sequence[int]) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in size)
-        ok = all(float(v) == int(v) for v in size)
-    except (TypeError, ValueError):
-        ok = False
-    if not ok or h < 1 or w < 1:
-        raise ValueError(f"size must be (height, width) with positive integers, got {size!r}")
-    return h, w
-
-
 def _check_device(device: str) -> str:
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
@@ -178,7 +167,7 @@ def crop_resize_views(jpegs: DataNode, windows: DataNode, rois: DataNode, *, num
     (``decoders.image_slice``); ``"auto"`` is what measured faster on the device
     (benchmarks/dali_bench.py): ``"once"`` on both.
     """
-    out_h, out_w = _check_size(size)
+    out_h, out_w = check_size("size", size)
     device = _check_device(device)
     if decode not in DECODE_MODES:
         raise ValueError(f"decode must be one of {DECODE_MODES}, got {decode!r}")

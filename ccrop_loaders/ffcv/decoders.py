@@ -22,22 +22,11 @@ from ffcv.pipeline.compiler import Compiler
 from ffcv.pipeline.state import State
 
 from ..core import BoxTable, beta_quantiles, table_crop_window, table_flip
-from ..core.sampler import check_alpha, check_range
+from ..core.sampler import check_alpha, check_range, check_size
 from .resample import resize_crop, scratch_size
 
 _JPG = IMAGE_MODES["jpg"]
 _U8 = np.dtype("<u1")
-
-
-def _check_output_size(output_size: Sequence[int]) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in output_size)
-        ok = all(float(v) == int(v) for v in output_size)
-    except (TypeError, ValueError):
-        ok = False
-    if not ok or h < 1 or w < 1:
-        raise ValueError(f"output_size must be (height, width) with positive integers, got {output_size!r}")
-    return h, w
 
 
 class _CropResizeDecoder(SimpleRGBImageDecoder):
@@ -53,7 +42,7 @@ class _CropResizeDecoder(SimpleRGBImageDecoder):
 
     def __init__(self, output_size: Sequence[int], num_views: int, first_view: int = 0, dct_scaling: bool = True):
         super().__init__()
-        self.output_size = _check_output_size(output_size)
+        self.output_size = check_size("output_size", output_size)
         if isinstance(num_views, bool) or not isinstance(num_views, (int, np.integer)) or num_views < 1:
             raise ValueError(f"num_views must be a positive integer, got {num_views!r}")
         if isinstance(first_view, bool) or not isinstance(first_view, (int, np.integer)) or first_view < 0:

@@ -5,7 +5,7 @@ pytest.importorskip("nvidia.dali")
 
 from ccrop_loaders import BoxTable
 from ccrop_loaders.folder import list_images, load_rgb
-from ccrop_loaders.sample_data import make_image_folder
+from ccrop_loaders.sample_data import make_image_folder, random_boxes
 
 NUM_IMAGES = 16
 
@@ -40,9 +40,7 @@ def folder(tmp_path_factory) -> Folder:
 
 @pytest.fixture
 def table():
-    rng = np.random.default_rng(1)
-    lo, hi = np.sort(rng.uniform(0, 1, (NUM_IMAGES, 2, 2)), axis=2).transpose(2, 0, 1)
     with BoxTable.create(NUM_IMAGES) as t:
-        t.write(np.arange(NUM_IMAGES), np.stack([lo[:, 0], lo[:, 1], hi[:, 0], hi[:, 1]], axis=1))
+        t.write(np.arange(NUM_IMAGES), random_boxes(NUM_IMAGES, seed=1))
         t.epoch, t.seed = 3, 11
         yield t

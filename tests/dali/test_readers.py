@@ -103,6 +103,7 @@ class JpegBytes:
             return f.read()
 
 
+@pytest.mark.filterwarnings("ignore:The external source node")  # this test reads only index and windows
 def test_external_source_workers_see_the_parents_writes(folder, table):
     reader = ExternalSourceReader(JpegBytes(folder.paths), len(folder), table, batch_size=4, shuffle=False,
                                   labels=folder.labels, flip=False)

@@ -8,7 +8,7 @@ pytest.importorskip("ffcv")
 from ccrop_loaders import BoxTable  # noqa: E402
 from ccrop_loaders.ffcv.convert import convert_folder  # noqa: E402
 from ccrop_loaders.folder import list_images, load_rgb  # noqa: E402
-from ccrop_loaders.sample_data import make_image_folder  # noqa: E402
+from ccrop_loaders.sample_data import make_image_folder, random_boxes  # noqa: E402
 
 NUM_IMAGES = 24
 
@@ -46,9 +46,7 @@ def jpg_dataset(tmp_path_factory) -> Dataset:
 
 @pytest.fixture
 def table():
-    rng = np.random.default_rng(0)
-    lo, hi = np.sort(rng.uniform(0, 1, (NUM_IMAGES, 2, 2)), axis=2).transpose(2, 0, 1)
     with BoxTable.create(NUM_IMAGES) as t:
-        t.write(np.arange(NUM_IMAGES), np.stack([lo[:, 0], lo[:, 1], hi[:, 0], hi[:, 1]], axis=1))
+        t.write(np.arange(NUM_IMAGES), random_boxes(NUM_IMAGES, seed=0))
         t.epoch, t.seed = 2, 77
         yield t
