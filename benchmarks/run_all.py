@@ -3,7 +3,7 @@ import importlib
 import importlib.util
 
 BENCHMARKS = [("benchmarks.core_bench", None), ("benchmarks.ffcv_bench", "ffcv"), ("benchmarks.dali_bench", "nvidia.dali"),
-              ("benchmarks.trainer_bench", "torch")]
+              ("benchmarks.trainer_bench", "torch"), ("benchmarks.augment_bench", "torch")]
 
 
 def main() -> None:
