@@ -103,3 +103,17 @@ def test_cuda_maps_go_through_pinned_copies():
         updater.flush()
         np.testing.assert_allclose(table.read(), localize_boxes(maps(32), threshold=0.3, input_size=224).numpy(),
                                    atol=2 / 65535)
+
+
+def test_local_leader_writer_leaves_the_table_to_local_rank_0(monkeypatch):
+    with BoxTable.create(4) as table:
+        monkeypatch.setenv("LOCAL_RANK", "1")
+        with BoxUpdater(table, writer="local_leader") as follower:
+            follower.update(maps(4), torch.arange(4))
+            follower.flush()
+        assert table.writes == 0
+        monkeypatch.setenv("LOCAL_RANK", "0")
+        with BoxUpdater(table, writer="local_leader") as leader:
+            leader.update(maps(4), torch.arange(4))
+            leader.flush()
+        assert table.writes == 1
