@@ -134,6 +134,13 @@ def _crop_windows(heights, widths, boxes, indices, views, scale_lo, scale_hi, lo
 # ----------------------------------------------------------------- checks
 
 
+def check_count(name: str, value) -> int:
+    """A positive integer (a number of views, ...), or ValueError naming ``name``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
 def check_size(name: str, size: Sequence[int]) -> tuple[int, int]:
     """An output size ``(height, width)`` of positive integers, or ValueError naming ``name``."""
     try:

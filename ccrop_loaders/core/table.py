@@ -313,6 +313,12 @@ class BoxTable:
     def __len__(self) -> int:
         return int(self.words[_W_COUNT])
 
+    def check_dataset_size(self, num_samples: int) -> None:
+        """Refuse a dataset of another size than the table (one row per global sample index)."""
+        if len(self) != num_samples:
+            raise ValueError(f"the box table {self.name!r} has {len(self)} rows but the dataset has {num_samples} "
+                             f"samples: create the table with BoxTable.create({num_samples})")
+
     # ------------------------------------------------------------- live controls
 
     def _control(self, word: int) -> int:

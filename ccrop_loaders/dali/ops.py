@@ -19,7 +19,7 @@ from nvidia.dali.pipeline import Pipeline
 from nvidia.dali.plugin.numba.fn.experimental import numba_function
 
 from ..core import BoxTable, beta_quantiles, table_crop_window, table_flip
-from ..core.sampler import check_alpha, check_range, check_size
+from ..core.sampler import check_alpha, check_count, check_range, check_size
 from ..core.table import words_at
 
 DEVICES = ("cpu", "gpu")
@@ -103,8 +103,7 @@ def _windows_and_rois(shapes: DataNode, indices: DataNode, table: BoxTable | str
     # The pipeline maps the table itself: the caller closing its BoxTable must not unmap memory that
     # DALI's threads (still prefetching) read.
     table = BoxTable.attach(resolve_table(table).name)
-    if isinstance(num_views, bool) or not isinstance(num_views, (int, np.integer)) or num_views < 1:
-        raise ValueError(f"num_views must be a positive integer, got {num_views!r}")
+    views = check_count("num_views", num_views)
     scale_lo, scale_hi = check_range("scale", scale)
     ratio_lo, ratio_hi = check_range("ratio", ratio)
     quantiles = beta_quantiles(check_alpha(alpha))
@@ -116,7 +115,7 @@ def _windows_and_rois(shapes: DataNode, indices: DataNode, table: BoxTable | str
 
     # Constants the compiled op holds: the table's address (its memory is read live), the error words' address.
     address, num_samples, errors_address = table.address, len(table), errors.ctypes.data
-    log_lo, log_hi, views, mirror = math.log(ratio_lo), math.log(ratio_hi), int(num_views), bool(flip)
+    log_lo, log_hi, mirror = math.log(ratio_lo), math.log(ratio_hi), bool(flip)
 
     def run(windows, rois, shape, index):
         view_windows(address, num_samples, errors_address, index[0], shape[0], shape[1], scale_lo, scale_hi,
@@ -150,9 +149,15 @@ def contrastive_crop_windows(shapes: DataNode, indices: DataNode, table: BoxTabl
     return windows
 
 
-def _check_device(device: str) -> str:
+def check_device(device: str) -> str:
+    """``"cpu"`` or ``"gpu"``, or ValueError."""
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    return device
+
+
+def _check_device(device: str) -> str:
+    check_device(device)
     if device == "gpu" and _current_pipeline().device_id is None:
         raise ValueError("device='gpu' needs a pipeline with a device_id (it was built with device_id=None)")
     return device

@@ -19,10 +19,10 @@ from nvidia.dali.pipeline import Pipeline
 from nvidia.dali.plugin.numba.fn.experimental import numba_function
 
 from ..core import BoxTable, beta_quantiles
-from ..core.sampler import check_alpha, check_range
+from ..core.sampler import check_alpha, check_count, check_range
 from ..core.table import words_at
 from ..folder import find_unreadable, list_images
-from .ops import DEVICES, contrastive_crop_views, crop_resize_views, keep_alive, resolve_table, view_windows
+from .ops import check_device, contrastive_crop_views, crop_resize_views, keep_alive, resolve_table, view_windows
 
 LAST_BATCH = ("drop", "fill", "partial")
 ViewAugment = Callable[[DataNode], DataNode]
@@ -76,8 +76,7 @@ def check_sharding(num_samples: int, shard_id: int, num_shards: int, last_batch:
     """Refuse a shard layout that cannot work, with what to change."""
     if last_batch not in LAST_BATCH:
         raise ValueError(f"last_batch must be one of {LAST_BATCH}, got {last_batch!r}")
-    if not (isinstance(num_shards, (int, np.integer)) and num_shards >= 1):
-        raise ValueError(f"num_shards must be a positive integer, got {num_shards!r}")
+    check_count("num_shards", num_shards)
     if not (isinstance(shard_id, (int, np.integer)) and 0 <= shard_id < num_shards):
         raise ValueError(f"shard_id must be in [0, {num_shards}) for num_shards={num_shards}, got {shard_id!r}")
     if num_shards > num_samples:
@@ -88,12 +87,6 @@ def check_sharding(num_samples: int, shard_id: int, num_shards: int, last_batch:
             f"{num_samples} samples do not split evenly over {num_shards} shards (sizes {lo} and {lo + 1}): with "
             "last_batch='partial' ranks could run different numbers of steps and a distributed run would hang; "
             "use last_batch='drop' (drops each shard's tail) or 'fill' (pads with repeated samples)")
-
-
-def check_table_size(table: BoxTable, num_samples: int) -> None:
-    if len(table) != num_samples:
-        raise ValueError(f"the box table has {len(table)} rows but the dataset has {num_samples} samples: "
-                         f"create it with BoxTable.create({num_samples}) (one row per global sample index)")
 
 
 def _class_labels(indices, labels: np.ndarray):
@@ -110,9 +103,7 @@ def _class_labels(indices, labels: np.ndarray):
 
 
 def _device_id_for(device: str, device_id: int | None) -> int | None:
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
-    if device == "gpu" and device_id is None:
+    if check_device(device) == "gpu" and device_id is None:
         raise ValueError("device='gpu' needs device_id (the GPU's index, e.g. the local rank)")
     return device_id if device == "gpu" else None
 
@@ -138,7 +129,7 @@ def file_reader_pipeline(dataset: FolderFiles | str | Path, table: BoxTable | st
     if not isinstance(dataset, FolderFiles):
         dataset = FolderFiles.from_folder(dataset)
     table = resolve_table(table)
-    check_table_size(table, dataset.num_samples)
+    table.check_dataset_size(dataset.num_samples)
     check_sharding(len(dataset.files), shard_id, num_shards, last_batch)
     device_id = _device_id_for(device, device_id)
 
@@ -223,13 +214,14 @@ class ExternalSourceReader:
                  alpha: float = 0.6, flip: bool = True, shard_id: int = 0, num_shards: int = 1,
                  shuffle: bool = True, seed: int = 0):
         table = resolve_table(table)
-        check_table_size(table, num_samples)
+        table.check_dataset_size(num_samples)
         check_sharding(num_samples, shard_id, num_shards, "drop")
         if labels is not None and len(labels) != num_samples:
             raise ValueError(f"labels has {len(labels)} entries but num_samples is {num_samples}")
         self.load, self.num_samples, self.table_name = load, int(num_samples), table.name
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
-        self.batch_size, self.num_views, self.flip = int(batch_size), int(num_views), bool(flip)
+        self.batch_size, self.num_views = check_count("batch_size", batch_size), check_count("num_views", num_views)
+        self.flip = bool(flip)
         self.scale = check_range("scale", scale)
         ratio_lo, ratio_hi = check_range("ratio", ratio)
         self.log_ratio = (math.log(ratio_lo), math.log(ratio_hi))

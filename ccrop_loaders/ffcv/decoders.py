@@ -22,7 +22,7 @@ from ffcv.pipeline.compiler import Compiler
 from ffcv.pipeline.state import State
 
 from ..core import BoxTable, beta_quantiles, table_crop_window, table_flip
-from ..core.sampler import check_alpha, check_range, check_size
+from ..core.sampler import check_alpha, check_count, check_range, check_size
 from .resample import resize_crop, scratch_size
 
 _JPG = IMAGE_MODES["jpg"]
@@ -43,11 +43,9 @@ class _CropResizeDecoder(SimpleRGBImageDecoder):
     def __init__(self, output_size: Sequence[int], num_views: int, first_view: int = 0, dct_scaling: bool = True):
         super().__init__()
         self.output_size = check_size("output_size", output_size)
-        if isinstance(num_views, bool) or not isinstance(num_views, (int, np.integer)) or num_views < 1:
-            raise ValueError(f"num_views must be a positive integer, got {num_views!r}")
         if isinstance(first_view, bool) or not isinstance(first_view, (int, np.integer)) or first_view < 0:
             raise ValueError(f"view must be an integer >= 0, got {first_view!r}")
-        self.num_views = int(num_views)
+        self.num_views = check_count("num_views", num_views)
         self.first_view = int(first_view)
         self.dct_scaling = bool(dct_scaling)
 
@@ -157,9 +155,7 @@ class _TableDecoder(_CropResizeDecoder):
         self.flip = bool(flip)
 
     def check_dataset(self, num_samples: int) -> None:
-        if len(self.table) != num_samples:
-            raise ValueError(f"the box table {self.table.name!r} has {len(self.table)} rows but the dataset has "
-                             f"{num_samples} samples: create the table with BoxTable.create({num_samples})")
+        self.table.check_dataset_size(num_samples)
 
     def window_function(self) -> Callable:
         address, n = self.table.address, len(self.table)
