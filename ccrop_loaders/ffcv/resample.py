@@ -1,11 +1,12 @@
 """Antialiased crop-resize (triangle filter, as Pillow's BILINEAR), with a fused mirror.
 
-Two passes that both run along contiguous rows, so the compiler vectorizes
-them: a vertical pass over the window's rows, stored transposed (one row per
-source column), then a "vertical" pass over that transpose, which is the
-horizontal resample, written out transposed back. Taps and weights are computed
-per call for the window's size (a few KB); the large scratch is the caller's.
-Images are uint8 HWC with 3 channels.
+Separable, in blocks of ``BLOCK`` output rows so every buffer stays in cache and
+every inner loop runs over contiguous floats (the compiler vectorizes them):
+the vertical pass filters the window's rows into ``BLOCK`` float rows; these
+are transposed to one short row per source column; the horizontal pass then
+filters those rows (one output column of the block each) and writes the
+block's pixels. Taps and weights are computed per call for the window's size
+(a few KB); the scratch is the caller's. Images are uint8 HWC with 3 channels.
 """
 from __future__ import annotations
 
@@ -15,10 +16,13 @@ import numba
 import numpy as np
 
 
-def scratch_size(max_width: int, out_height: int) -> int:
+BLOCK = 32  # output rows per block: measured fastest of 8-64 (rows buffer ~120 KB, in L2)
+
+
+def scratch_size(max_width: int) -> int:
     """float32 elements of scratch that ``resize_crop`` needs for windows up to ``max_width`` pixels wide."""
     cols = int(max_width) + 1
-    return cols * 3 * int(out_height) + 3 * max(cols, int(out_height))
+    return 2 * BLOCK * cols * 3 + 3 * BLOCK
 
 
 @numba.njit(cache=True, nogil=True)
@@ -74,39 +78,47 @@ def resize_crop(image, top, left, height, width, mirror, out, scratch):
     The window is in pixels and may be fractional (e.g. mapped onto a
     DCT-downscaled decode); it must lie inside the image. ``mirror`` flips the
     result left-right at no cost. ``scratch``: float32 with at least
-    ``scratch_size(ceil(width) + 1, out.shape[0])`` elements.
+    ``scratch_size(ceil(width) + 1)`` elements.
     """
     out_h, out_w = out.shape[0], out.shape[1]
+    row_first, row_count, row_weights = filter_taps(top, height, out_h)
     col_first, col_count, col_weights = filter_taps(left, width, out_w)
     c0 = int(math.floor(left))
     cols = max(int(math.ceil(left + width)), c0 + 1) - c0
     span = cols * 3
-    col_span = out_h * 3
-    columns = scratch[: cols * col_span].reshape(cols, col_span)
-    acc = scratch[cols * col_span: cols * col_span + span]
+    rows = scratch[: BLOCK * span].reshape(BLOCK, span)
+    columns = scratch[BLOCK * span: 2 * BLOCK * span].reshape(cols, 3 * BLOCK)
+    line = scratch[2 * BLOCK * span: 2 * BLOCK * span + 3 * BLOCK]
+    pixels = np.empty(3 * BLOCK, dtype=np.uint8)
     flat = image.reshape(image.shape[0], image.shape[1] * 3)
-    first, count, weights = filter_taps(top, height, out_h)
-    for y in range(out_h):
-        acc[:] = 0.0
-        for k in range(count[y]):
-            wgt = weights[y, k]
-            src = flat[first[y] + k, c0 * 3: c0 * 3 + span]
-            for j in range(span):
-                acc[j] += wgt * src[j]
-        for x in range(cols):
-            columns[x, 3 * y] = acc[3 * x]
-            columns[x, 3 * y + 1] = acc[3 * x + 1]
-            columns[x, 3 * y + 2] = acc[3 * x + 2]
-    line = scratch[cols * col_span: cols * col_span + col_span]
-    for x in range(out_w):
-        line[:] = 0.0
-        for k in range(col_count[x]):
-            wgt = col_weights[x, k]
-            src = columns[col_first[x] - c0 + k]
-            for j in range(col_span):
-                line[j] += wgt * src[j]
-        xo = out_w - 1 - x if mirror else x
-        for y in range(out_h):
-            out[y, xo, 0] = _to_u8(line[3 * y])
-            out[y, xo, 1] = _to_u8(line[3 * y + 1])
-            out[y, xo, 2] = _to_u8(line[3 * y + 2])
+    for y0 in range(0, out_h, BLOCK):
+        block = min(BLOCK, out_h - y0)
+        for b in range(block):  # vertical pass: rows[b] = output row y0 + b at the source's column resolution
+            acc = rows[b]
+            acc[:] = 0.0
+            y = y0 + b
+            for k in range(row_count[y]):
+                wgt = row_weights[y, k]
+                src = flat[row_first[y] + k, c0 * 3: c0 * 3 + span]
+                for j in range(span):
+                    acc[j] += wgt * src[j]
+        for x in range(cols):  # transpose: columns[x] = source column x of the block's rows, RGB interleaved
+            for b in range(block):
+                columns[x, 3 * b] = rows[b, 3 * x]
+                columns[x, 3 * b + 1] = rows[b, 3 * x + 1]
+                columns[x, 3 * b + 2] = rows[b, 3 * x + 2]
+        length = 3 * block
+        for x in range(out_w):  # horizontal pass: one output column of the block
+            line[:length] = 0.0
+            for k in range(col_count[x]):
+                wgt = col_weights[x, k]
+                src = columns[col_first[x] - c0 + k]
+                for j in range(length):
+                    line[j] += wgt * src[j]
+            for j in range(length):
+                pixels[j] = _to_u8(line[j])
+            xo = out_w - 1 - x if mirror else x
+            for b in range(block):
+                out[y0 + b, xo, 0] = pixels[3 * b]
+                out[y0 + b, xo, 1] = pixels[3 * b + 1]
+                out[y0 + b, xo, 2] = pixels[3 * b + 2]

@@ -37,7 +37,7 @@ def expected_window(table, image, index, view=0, alpha=0.6):
 
 def crop_resize(image, window, size=SIZE, mirror=False):
     out = np.empty((*size, 3), np.uint8)
-    resize_crop(image, *window, mirror, out, np.empty(scratch_size(image.shape[1], size[0]), np.float32))
+    resize_crop(image, *window, mirror, out, np.empty(scratch_size(image.shape[1]), np.float32))
     return out
 
 
