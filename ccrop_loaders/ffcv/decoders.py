@@ -16,13 +16,13 @@ import numba
 import numpy as np
 from ffcv.fields.basics import IntDecoder
 from ffcv.fields.rgb_image import IMAGE_MODES, SimpleRGBImageDecoder
-from ffcv.libffcv import imdecode
 from ffcv.pipeline.allocation_query import AllocationQuery
 from ffcv.pipeline.compiler import Compiler
 from ffcv.pipeline.state import State
 
 from ..core import BoxTable, beta_quantiles, table_crop_window, table_flip
 from ..core.sampler import check_alpha, check_count, check_range, check_size
+from .jpeg import REGION_ERROR, REGION_OK, decode_region
 from .resample import resize_crop, scratch_size
 
 _JPG = IMAGE_MODES["jpg"]
@@ -30,10 +30,12 @@ _U8 = np.dtype("<u1")
 
 
 class _CropResizeDecoder(SimpleRGBImageDecoder):
-    """Decode each image once (libjpeg-turbo via libffcv, or raw), then crop-resize ``num_views`` windows.
+    """Decode each image once (raw, or only the JPEG region its windows cover), then crop-resize ``num_views`` windows.
 
-    Output: uint8 (B, H, W, 3) for one view, (B, V, H, W, 3) for several. With
-    ``dct_scaling`` a JPEG is decoded at the smallest libjpeg-turbo scale M/8 that
+    Output: uint8 (B, H, W, 3) for one view, (B, V, H, W, 3) for several. A JPEG
+    is decoded only over the union of the windows (``decode_region``: rows above
+    skipped, rows below never read, iMCU columns outside untouched). With
+    ``dct_scaling`` it is decoded at the smallest libjpeg-turbo scale M/8 that
     still gives every window at least the output's resolution (the DCT does the
     first part of the downscale, cheaply); the windows are mapped onto it.
     Subclasses give ``window_function()``: a compiled ``(index, view, height,
@@ -73,7 +75,6 @@ class _CropResizeDecoder(SimpleRGBImageDecoder):
     def generate_code(self) -> Callable:
         mem_read = self.memory_read
         my_range = Compiler.get_iterator()
-        imdecode_c = Compiler.compile(imdecode)
         window = self.window_function()
         views, first_view, single = self.num_views, self.first_view, self.num_views == 1
         out_h, out_w = self.output_size
@@ -101,23 +102,27 @@ class _CropResizeDecoder(SimpleRGBImageDecoder):
                         index, first_view + v, height, width)
                 data = mem_read(field["data_ptr"], storage_state)
                 eighths = 8
+                placed = np.zeros(4, dtype=np.int64)  # (row0, col0, rows, cols) of the decoded part
                 if field["mode"] == _JPG:
                     if dct_scaling:
                         eighths = dct_eighths(windows, out_h, out_w)
-                    h8 = (height * eighths + 7) // 8
-                    w8 = (width * eighths + 7) // 8
-                    image = image_buffers[i][: h8 * w8 * 3].reshape(h8, w8, 3)
-                    status[i] = imdecode_c(data, image, height, width, height, width, 0, 0, eighths, 8, False, False)
+                    top, left, bottom, right = union_region(windows, eighths)
+                    status[i] = decode_region(data, eighths, top, left, bottom, right, image_buffers[i], placed)
+                    if status[i] == REGION_OK and not (placed[0] <= top and placed[1] <= left
+                                                       and placed[0] + placed[2] >= bottom
+                                                       and placed[1] + placed[3] >= right):
+                        status[i] = REGION_ERROR  # the JPEG's size disagrees with the .beton's metadata
+                    image = image_buffers[i][: placed[2] * placed[3] * 3].reshape(placed[2], placed[3], 3)
                 else:
                     image = data.reshape(height, width, 3)
-                if status[i] == 0:
+                if status[i] == REGION_OK:
                     out = views_of(destination, i)
                     for v in range(views):
                         top, left, crop_h, crop_w = scaled_window(windows[v], eighths)
-                        resize_crop(image, top, left, crop_h, crop_w, windows[v, 4] != 0, out[v],
-                                    scratch[numba.get_thread_id()])
+                        resize_crop(image, top - placed[0], left - placed[1], crop_h, crop_w, windows[v, 4] != 0,
+                                    out[v], scratch[numba.get_thread_id()])
             for i in range(count):
-                if status[i] != 0:
+                if status[i] != REGION_OK:
                     raise ValueError("ccrop_loaders: libjpeg-turbo could not decode the image of sample "
                                      "(global index)", batch_indices[i], "- its JPEG data in the .beton is corrupt")
             return destination[:count]
@@ -140,6 +145,21 @@ def dct_eighths(windows, out_h, out_w):
     while eighths < 8 and eighths < need * 8.0 - 1e-9:
         eighths *= 2
     return eighths
+
+
+@numba.njit(cache=True, nogil=True)
+def union_region(windows, eighths):
+    """Rows ``[top, bottom)`` x columns ``[left, right)`` covering every window, in pixels of the image at eighths/8."""
+    s = eighths / 8.0
+    top, left = windows[0, 0], windows[0, 1]
+    bottom, right = top + windows[0, 2], left + windows[0, 3]
+    for v in range(1, windows.shape[0]):
+        top = min(top, windows[v, 0])
+        left = min(left, windows[v, 1])
+        bottom = max(bottom, windows[v, 0] + windows[v, 2])
+        right = max(right, windows[v, 1] + windows[v, 3])
+    return (np.int64(math.floor(top * s)), np.int64(math.floor(left * s)),
+            np.int64(math.ceil(bottom * s)), np.int64(math.ceil(right * s)))
 
 
 @numba.njit(cache=True, nogil=True)
