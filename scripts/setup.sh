@@ -6,10 +6,11 @@ cd "$(dirname "$0")/.."
 extras="${1:-dev,ffcv,dali}"
 py="${PYTHON:-python3}"
 
-# FFCV 1.0.2 compiles against libjpeg-turbo and OpenCV.
+# FFCV 1.0.2 compiles against libjpeg-turbo (TurboJPEG API) and OpenCV; our region decoder
+# (ccrop_loaders/ffcv/jpeg_region.c) against libjpeg-turbo's libjpeg API (libjpeg-dev).
 if [[ "$extras" == *ffcv* ]]; then
   missing=()
-  for pkg in pkg-config libturbojpeg0-dev libopencv-dev; do
+  for pkg in pkg-config libturbojpeg0-dev libjpeg-dev libopencv-dev; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
   done
   if [ ${#missing[@]} -gt 0 ]; then
@@ -31,7 +32,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     .venv/bin/pip install -q torch==2.13.0
   fi
 fi
-stamp=".venv/.ccrop-installed-${extras//,/-}-$(cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)"
+stamp=".venv/.ccrop-installed-${extras//,/-}-$(cat setup.cfg setup.py pyproject.toml ccrop_loaders/ffcv/jpeg_region.c | cksum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ]; then
   .venv/bin/pip install -q -e ".[$extras]"
   touch "$stamp"

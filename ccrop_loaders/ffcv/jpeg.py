@@ -45,8 +45,9 @@ def decode_region(data, eighths, top, left, bottom, right, buffer, placed):
     large enough for the region (else ``REGION_TOO_LARGE``). On ``REGION_OK``,
     ``placed`` (int64 (4,)) holds ``(row0, col0, rows, cols)``: ``buffer[:rows
     * cols * 3]`` is uint8 (rows, cols, 3) starting at that pixel of the scaled
-    image; columns are widened to iMCU boundaries, so it contains the region.
-    Returns the code.
+    image; columns are widened (a pixel, then to the iMCU boundary), so it
+    contains the region, whose pixels equal a full decode's (the extra columns
+    may not). Returns the code.
     """
     return _decode(data.ctypes.data, data.size, eighths, top, left, bottom, right,
                    buffer.ctypes.data, buffer.size, placed.ctypes.data)

@@ -78,7 +78,7 @@ static int64_t clamp(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (
  * widened by a pixel and to iMCU boundaries: placed[0..3] receives (row0, col0,
  * rows, cols) of what was written to out, uint8 (rows, cols, 3) row-major,
  * which contains the region asked for, pixel for pixel as a full decode gives
- * it. Returns a REGION_* code.
+ * it (the extra columns may differ). Returns a REGION_* code.
  */
 int ccrop_decode_region(const unsigned char *data, uint64_t size, int eighths,
                         int64_t top, int64_t left, int64_t bottom, int64_t right,
