@@ -89,7 +89,9 @@ def resize_crop(image, top, left, height, width, mirror, out, scratch):
     rows = scratch[: BLOCK * span].reshape(BLOCK, span)
     columns = scratch[BLOCK * span: 2 * BLOCK * span].reshape(cols, 3 * BLOCK)
     line = scratch[2 * BLOCK * span: 2 * BLOCK * span + 3 * BLOCK]
-    pixels = np.empty(3 * BLOCK, dtype=np.uint8)
+    # 2-D on purpose: building an FFCV 1.0.2 Loader sets mutable=False on numba's interned uint8[::1]
+    # type (OSCacheManager.state_type), after which a 1-D uint8 buffer can fail to compile
+    pixels = np.empty((1, 3 * BLOCK), dtype=np.uint8)
     flat = image.reshape(image.shape[0], image.shape[1] * 3)
     for y0 in range(0, out_h, BLOCK):
         block = min(BLOCK, out_h - y0)
@@ -116,9 +118,9 @@ def resize_crop(image, top, left, height, width, mirror, out, scratch):
                 for j in range(length):
                     line[j] += wgt * src[j]
             for j in range(length):
-                pixels[j] = _to_u8(line[j])
+                pixels[0, j] = _to_u8(line[j])
             xo = out_w - 1 - x if mirror else x
             for b in range(block):
-                out[y0 + b, xo, 0] = pixels[3 * b]
-                out[y0 + b, xo, 1] = pixels[3 * b + 1]
-                out[y0 + b, xo, 2] = pixels[3 * b + 2]
+                out[y0 + b, xo, 0] = pixels[0, 3 * b]
+                out[y0 + b, xo, 1] = pixels[0, 3 * b + 1]
+                out[y0 + b, xo, 2] = pixels[0, 3 * b + 2]

@@ -61,3 +61,22 @@ def test_identity_resize_and_mirror():
     np.testing.assert_array_equal(out, image)
     resize_crop(image, 0, 0, 30, 40, True, out, scratch)
     np.testing.assert_array_equal(out, image[:, ::-1])
+
+
+def test_resize_compiles_again_after_a_loader_is_built(raw_dataset):
+    # FFCV 1.0.2 sets ``mutable = False`` on numba's interned uint8[::1] type when a Loader is built
+    # (OSCacheManager.state_type); a 1-D uint8 buffer typed before that then fails to compile after it
+    import numba
+
+    image = np.full((20, 30, 3), 77, np.uint8)
+    out = np.empty((10, 10, 3), np.uint8)
+    scratch = np.empty(scratch_size(30), np.float32)
+    numba.njit(resize_crop.py_func)(image, 1.0, 2.0, 15.0, 20.0, True, out, scratch)
+    with BoxTable.create(len(raw_dataset)) as table:
+        loader = Loader(str(raw_dataset.beton), batch_size=4, num_workers=1, order=OrderOption.SEQUENTIAL,
+                        pipelines={"image": [ContrastiveCropRGBImageDecoder(table, (16, 16))], "label": None,
+                                   "index": None})
+        next(iter(loader))
+        out[:] = 0
+        numba.njit(resize_crop.py_func)(image, 1, 2, 15, 20, False, out, scratch)
+        assert (out == 77).all()
