@@ -99,9 +99,16 @@ def resize_crop(image, top, left, height, width, mirror, out, scratch):
             acc = rows[b]
             acc[:] = 0.0
             y = y0 + b
-            for k in range(row_count[y]):
-                wgt = row_weights[y, k]
-                src = flat[row_first[y] + k, c0 * 3: c0 * 3 + span]
+            count, first = row_count[y], row_first[y]
+            for k in range(0, count - 1, 2):  # two source rows per sweep: half the accumulator traffic
+                w0, w1 = row_weights[y, k], row_weights[y, k + 1]
+                s0 = flat[first + k, c0 * 3: c0 * 3 + span]
+                s1 = flat[first + k + 1, c0 * 3: c0 * 3 + span]
+                for j in range(span):
+                    acc[j] += w0 * s0[j] + w1 * s1[j]
+            if count % 2 == 1:
+                wgt = row_weights[y, count - 1]
+                src = flat[first + count - 1, c0 * 3: c0 * 3 + span]
                 for j in range(span):
                     acc[j] += wgt * src[j]
         for x in range(cols):  # transpose: columns[x] = source column x of the block's rows, RGB interleaved
