@@ -118,10 +118,19 @@ def resize_crop(image, top, left, height, width, mirror, out, scratch):
                 columns[x, 3 * b + 2] = rows[b, 3 * x + 2]
         length = 3 * block
         for x in range(out_w):  # horizontal pass: one output column of the block
-            line[:length] = 0.0
-            for k in range(col_count[x]):
-                wgt = col_weights[x, k]
-                src = columns[col_first[x] - c0 + k]
+            count, first = col_count[x], col_first[x] - c0
+            wgt = col_weights[x, 0]
+            src = columns[first]
+            for j in range(length):
+                line[j] = wgt * src[j]
+            for k in range(1, count - 1, 2):  # then two source columns per sweep
+                w0, w1 = col_weights[x, k], col_weights[x, k + 1]
+                s0, s1 = columns[first + k], columns[first + k + 1]
+                for j in range(length):
+                    line[j] += w0 * s0[j] + w1 * s1[j]
+            if count % 2 == 0:
+                wgt = col_weights[x, count - 1]
+                src = columns[first + count - 1]
                 for j in range(length):
                     line[j] += wgt * src[j]
             for j in range(length):
