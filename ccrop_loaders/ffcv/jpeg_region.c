@@ -5,7 +5,7 @@
  * (jpeg_skip_scanlines), the rows below are never entropy-decoded (the decode
  * stops), and only the iMCU columns covering the region are transformed and
  * colour-converted (jpeg_crop_scanline). Called from numba-compiled loops
- * through ctypes; each thread keeps its own decompressor.
+ * through ctypes; each thread keeps its own decompressor (a few KB) for its life.
  *
  * Built as the extension module ccrop_loaders.ffcv._jpeg_region (the Python
  * module is empty; the function is reached through ctypes, as FFCV does with
