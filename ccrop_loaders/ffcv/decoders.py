@@ -107,7 +107,9 @@ class _CropResizeDecoder(SimpleRGBImageDecoder):
                     if dct_scaling:
                         eighths = dct_eighths(windows, out_h, out_w)
                     top, left, bottom, right = union_region(windows, eighths)
-                    status[i] = decode_region(data, eighths, top, left, bottom, right, image_buffers[i], placed)
+                    buffer = image_buffers[i]
+                    status[i] = decode_region(data.ctypes.data, data.size, eighths, top, left, bottom, right,
+                                              buffer.ctypes.data, buffer.size, placed.ctypes.data)
                     if status[i] == REGION_OK and not (placed[0] <= top and placed[1] <= left
                                                        and placed[0] + placed[2] >= bottom
                                                        and placed[1] + placed[3] >= right):

@@ -1,14 +1,23 @@
-"""Region decoding of JPEGs from compiled code: the ctypes binding of ``jpeg_region.c``.
+"""Region decoding of JPEGs: the ctypes binding of ``jpeg_region.c``, callable from numba-compiled loops.
 
-``decode_region`` decodes only the rows and iMCU columns that a set of crop
-windows touches, at a DCT scale M/8; callable from numba-compiled loops
-(nogil). Codes: ``REGION_OK`` or one of the errors below.
+``decode_region(data_address, data_size, eighths, top, left, bottom, right,
+buffer_address, buffer_size, placed_address) -> code`` decodes rows ``[top,
+bottom)`` x columns ``[left, right)`` of a JPEG (uint8 bytes at
+``data_address``) scaled by ``eighths``/8, as RGB. Coordinates are int pixels
+of the scaled image (``ceil(height * eighths / 8)`` rows), clamped to it. On
+``REGION_OK``, ``placed`` (int64 (4,)) holds ``(row0, col0, rows, cols)``: the
+buffer's first ``rows * cols * 3`` bytes are uint8 (rows, cols, 3) starting at
+that pixel of the scaled image. Columns are widened (a pixel, then to the iMCU
+boundary), so it contains the region, whose pixels equal a full decode's (the
+extra columns may not). Other codes: the errors below.
+
+Addresses, not arrays: compiled code passes ``array.ctypes.data``. A numba
+dispatcher typed on uint8 arrays would break once an FFCV 1.0.2 Loader is
+built, since FFCV flips ``mutable`` on numba's interned ``uint8[::1]`` type.
 """
 from __future__ import annotations
 
 import ctypes
-
-import numba
 
 try:
     from . import _jpeg_region
@@ -21,33 +30,7 @@ except ImportError as error:  # built by setup.py only where libjpeg's headers w
 
 REGION_OK, REGION_ERROR, REGION_CORRUPT_DATA, REGION_TOO_LARGE, REGION_NO_MEMORY = range(5)
 
-_decode = ctypes.CDLL(_jpeg_region.__file__).ccrop_decode_region
-_decode.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int] + [ctypes.c_int64] * 4 + [
+decode_region = ctypes.CDLL(_jpeg_region.__file__).ccrop_decode_region
+decode_region.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int] + [ctypes.c_int64] * 4 + [
     ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p]
-_decode.restype = ctypes.c_int
-
-
-_U8 = numba.types.Array(numba.types.uint8, 1, "C")
-_U8_READONLY = numba.types.Array(numba.types.uint8, 1, "C", readonly=True)
-_I64 = numba.types.int64
-# compiled now, for the buffers FFCV hands over (read-only or not): lazy compiling from
-# FFCV's loader threads races inside numba's dispatcher
-_SIGNATURES = [numba.types.int32(data, _I64, _I64, _I64, _I64, _I64, buffer, numba.types.Array(_I64, 1, "C"))
-               for data in (_U8, _U8_READONLY) for buffer in (_U8, _U8_READONLY)]
-
-
-@numba.njit(_SIGNATURES, nogil=True)
-def decode_region(data, eighths, top, left, bottom, right, buffer, placed):
-    """Decode rows ``[top, bottom)`` x columns ``[left, right)`` of JPEG ``data`` scaled by ``eighths``/8, as RGB.
-
-    ``data``: uint8 (n,) JPEG bytes. Coordinates: int pixels of the scaled image
-    (``ceil(height * eighths / 8)`` rows), clamped to it. ``buffer``: uint8,
-    large enough for the region (else ``REGION_TOO_LARGE``). On ``REGION_OK``,
-    ``placed`` (int64 (4,)) holds ``(row0, col0, rows, cols)``: ``buffer[:rows
-    * cols * 3]`` is uint8 (rows, cols, 3) starting at that pixel of the scaled
-    image; columns are widened (a pixel, then to the iMCU boundary), so it
-    contains the region, whose pixels equal a full decode's (the extra columns
-    may not). Returns the code.
-    """
-    return _decode(data.ctypes.data, data.size, eighths, top, left, bottom, right,
-                   buffer.ctypes.data, buffer.size, placed.ctypes.data)
+decode_region.restype = ctypes.c_int

@@ -26,7 +26,8 @@ def full_decode(data: np.ndarray, height: int, width: int, eighths: int) -> np.n
 def region(data, eighths, top, left, bottom, right, capacity=None):
     buffer = np.empty(capacity or 3 * 1024 * 1024, np.uint8)
     placed = np.zeros(4, np.int64)
-    code = decode_region(data, eighths, top, left, bottom, right, buffer, placed)
+    code = decode_region(data.ctypes.data, data.size, eighths, top, left, bottom, right,
+                         buffer.ctypes.data, buffer.size, placed.ctypes.data)
     row0, col0, rows, cols = placed
     return code, placed, buffer[: rows * cols * 3].reshape(rows, cols, 3)
 
