@@ -66,10 +66,11 @@ class _CropResizeDecoder(SimpleRGBImageDecoder):
         max_h = int(self.metadata["height"].max())
         max_w = int(self.metadata["width"].max())
         self.scratch_length = scratch_size(max_w)
+        self.decoded_length = max_h * max_w * 3
         shape = self._output_shape()
         return (
             replace(previous_state, jit_mode=True, shape=shape, dtype=_U8),
-            (AllocationQuery(shape, _U8), AllocationQuery((max_h * max_w * 3,), _U8)),
+            AllocationQuery(shape, _U8),
         )
 
     def generate_code(self) -> Callable:
@@ -79,18 +80,20 @@ class _CropResizeDecoder(SimpleRGBImageDecoder):
         views, first_view, single = self.num_views, self.first_view, self.num_views == 1
         out_h, out_w = self.output_size
         dct_scaling = self.dct_scaling
-        scratch_length = self.scratch_length
+        scratch_length, decoded_length = self.scratch_length, self.decoded_length
 
         @numba.njit(inline="always")
         def views_of(destination, i):
             return destination[i: i + 1] if single else destination[i]
 
         def decode(batch_indices, my_storage, metadata, storage_state):
-            destination, image_buffers = my_storage
+            destination = my_storage
             count = len(batch_indices)
             status = np.zeros(count, dtype=np.int32)
-            # resampling scratch per thread, not per sample: it stays in cache and is touched once per batch
-            scratch = np.empty((numba.get_num_threads(), scratch_length), dtype=np.float32)
+            # decoded pixels and resampling scratch per thread, not per sample: they stay in cache
+            threads = numba.get_num_threads()
+            decoded = np.empty((threads, decoded_length), dtype=np.uint8)
+            scratch = np.empty((threads, scratch_length), dtype=np.float32)
             for i in my_range(count):
                 index = batch_indices[i]
                 field = metadata[index]
@@ -107,14 +110,14 @@ class _CropResizeDecoder(SimpleRGBImageDecoder):
                     if dct_scaling:
                         eighths = dct_eighths(windows, out_h, out_w)
                     top, left, bottom, right = union_region(windows, eighths)
-                    buffer = image_buffers[i]
+                    buffer = decoded[numba.get_thread_id()]
                     status[i] = decode_region(data.ctypes.data, data.size, eighths, top, left, bottom, right,
                                               buffer.ctypes.data, buffer.size, placed.ctypes.data)
                     if status[i] == REGION_OK and not (placed[0] <= top and placed[1] <= left
                                                        and placed[0] + placed[2] >= bottom
                                                        and placed[1] + placed[3] >= right):
                         status[i] = REGION_ERROR  # the JPEG's size disagrees with the .beton's metadata
-                    image = image_buffers[i][: placed[2] * placed[3] * 3].reshape(placed[2], placed[3], 3)
+                    image = buffer[: placed[2] * placed[3] * 3].reshape(placed[2], placed[3], 3)
                 else:
                     image = data.reshape(height, width, 3)
                 if status[i] == REGION_OK:
