@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,7 @@ from ccrop_loaders.dali import contrastive_crop_views
 from ccrop_loaders.folder import list_images
 from ccrop_loaders.sample_data import make_image_folder, random_boxes
 
-from .common import report
+from .common import best_times, report
 
 SIZE = (224, 224)
 SCALE = (0.2, 1.0)
@@ -59,13 +59,11 @@ def build(kind: str, files: list[str], table: BoxTable, device: str, batch_size:
     return p
 
 
-def epoch_seconds(p, batches: int) -> float:
-    t0 = time.perf_counter()
+def run_epoch(p, batches: int) -> None:
     for _ in range(batches):
         outputs = p.run()
     if hasattr(outputs[0], "as_cpu"):  # wait for the GPU work
         outputs[0].as_cpu()
-    return time.perf_counter() - t0
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -85,12 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         files = [str(p) for p, _ in list_images(folder)[0]]
         table.write(np.arange(args.images), random_boxes(args.images))
         pipes = {k: build(k, files, table, args.device, args.batch_size, args.threads) for k in kinds}
-        for p in pipes.values():  # warm up: page cache, compiled code, allocations
-            epoch_seconds(p, batches)
-        best = {k: float("inf") for k in kinds}
-        for _ in range(args.rounds):
-            for k, p in pipes.items():
-                best[k] = min(best[k], epoch_seconds(p, batches))
+        best = best_times({k: partial(run_epoch, p, batches) for k, p in pipes.items()}, rounds=args.rounds)
         del pipes
     rate = {k: batches * args.batch_size / s for k, s in best.items()}
     rrc = max(rate["rrc_random_crop"], rate["rrc_decode_once"])

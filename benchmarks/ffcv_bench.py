@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numba
@@ -27,7 +27,7 @@ from ccrop_loaders.ffcv import ContrastiveCropRGBImageDecoder, MultiViewContrast
 from ccrop_loaders.ffcv.convert import convert_folder
 from ccrop_loaders.sample_data import make_image_folder, random_boxes
 
-from .common import report
+from .common import best_times, report
 
 SIZE = (224, 224)
 SCALE = (0.2, 1.0)
@@ -71,11 +71,9 @@ class DecodeOnly(SimpleRGBImageDecoder):
         return decode
 
 
-def epoch_seconds(loader: Loader) -> float:
-    t0 = time.perf_counter()
+def run_epoch(loader: Loader) -> None:
     for _ in loader:
         pass
-    return time.perf_counter() - t0
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -107,12 +105,7 @@ def main(argv: list[str] | None = None) -> None:
             "decode_only": loader({"image": [DecodeOnly(per_thread=True)]}),
             "decode_only_per_sample": loader({"image": [DecodeOnly(per_thread=False)]}),
         }
-        for ld in loaders.values():  # warm up: page cache, compiled code
-            epoch_seconds(ld)
-        best = {name: float("inf") for name in loaders}
-        for _ in range(args.rounds):
-            for name, ld in loaders.items():
-                best[name] = min(best[name], epoch_seconds(ld))
+        best = best_times({name: partial(run_epoch, ld) for name, ld in loaders.items()}, rounds=args.rounds)
     rate = {name: args.images / s for name, s in best.items()}
     report(f"FFCV, {args.images} JPEGs (shorter side 300-500, q90), {args.workers} threads, batch {args.batch_size}, "
            f"{SIZE[0]}x{SIZE[1]} views", [
