@@ -105,7 +105,7 @@ int ccrop_decode_region(const unsigned char *data, uint64_t size, int eighths,
     bottom = clamp(bottom, top + 1, height);
     left = clamp(left, 0, width - 1);
     right = clamp(right, left + 1, width);
-    /* one more column each side: fancy upsampling computes a crop's first column without its left neighbour */
+    /* one more column each side: fancy upsampling computes a crop's edge columns without their outer neighbours */
     JDIMENSION col0 = (JDIMENSION)(left > 0 ? left - 1 : 0);
     JDIMENSION cols = (JDIMENSION)((right < width ? right + 1 : width) - col0);
     if (cols < cinfo->output_width)
