@@ -101,16 +101,19 @@ def resize_crop(image, top, left, height, width, mirror, out, scratch):
         block = min(BLOCK, out_h - y0)
         for b in range(block):  # vertical pass: rows[b] = output row y0 + b at the source's column resolution
             acc = rows[b]
-            acc[:] = 0.0
             y = y0 + b
             count, first = row_count[y], row_first[y]
-            for k in range(0, count - 1, 2):  # two source rows per sweep: half the accumulator traffic
+            wgt = row_weights[y, 0]
+            src = flat[first, c0 * 3: c0 * 3 + span]
+            for j in range(span):
+                acc[j] = wgt * src[j]
+            for k in range(1, count - 1, 2):  # then two source rows per sweep: half the accumulator traffic
                 w0, w1 = row_weights[y, k], row_weights[y, k + 1]
                 s0 = flat[first + k, c0 * 3: c0 * 3 + span]
                 s1 = flat[first + k + 1, c0 * 3: c0 * 3 + span]
                 for j in range(span):
                     acc[j] += w0 * s0[j] + w1 * s1[j]
-            if count % 2 == 1:
+            if count % 2 == 0:
                 wgt = row_weights[y, count - 1]
                 src = flat[first + count - 1, c0 * 3: c0 * 3 + span]
                 for j in range(span):
