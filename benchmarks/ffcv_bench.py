@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> None:
         }
         best = best_times({name: partial(run_epoch, ld) for name, ld in loaders.items()}, rounds=args.rounds)
     rate = {name: args.images / s for name, s in best.items()}
-    report(f"FFCV, {args.images} JPEGs (shorter side 300-500, q90), {args.workers} threads, batch {args.batch_size}, "
+    threads = f"{args.workers} thread{'s' if args.workers != 1 else ''}"
+    report(f"FFCV, {args.images} JPEGs (shorter side 300-500, q90), {threads}, batch {args.batch_size}, "
            f"{SIZE[0]}x{SIZE[1]} views", [
                ("FFCV RandomResizedCrop, 1 view", f"{rate['ffcv_rrc']:.0f} img/s", ""),
                ("ContrastiveCrop, 1 view", f"{rate['ccrop']:.0f} img/s", ""),
