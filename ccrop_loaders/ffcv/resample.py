@@ -5,8 +5,10 @@ every inner loop runs over contiguous floats (the compiler vectorizes them):
 the vertical pass filters the window's rows into ``BLOCK`` float rows; these
 are transposed to one short row per source column; the horizontal pass then
 filters those rows (one output column of the block each) into a block of
-staged pixels, copied to the output row by row. Taps and weights are computed per call for the window's size
-(a few KB); the scratch is the caller's. Images are uint8 HWC with 3 channels.
+staged pixels, copied to the output row by row. Taps and weights are computed
+per call for the window's size (a few KB); the scratch is the caller's. Images
+are uint8 HWC with 3 channels. The two passes spell out the same weighted-sum
+loop: one shared helper measured 25-45% slower per view, so they stay apart.
 """
 from __future__ import annotations
 
@@ -73,9 +75,9 @@ def _to_u8(v):
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
 def resize_crop(image, top, left, height, width, mirror, out, scratch):
-    """Resize window ``(top, left, height, width)`` of ``image`` (uint8 (H, W, 3)) into ``out`` (uint8 (h, w, 3), C-contiguous).
+    """Resize window ``(top, left, height, width)`` of ``image`` (uint8 (H, W, 3)) into ``out``.
 
-    The window is in pixels and may be fractional (e.g. mapped onto a
+    ``out``: uint8 (h, w, 3), C-contiguous. The window is in pixels and may be fractional (e.g. mapped onto a
     DCT-downscaled decode); it must lie inside the image. ``mirror`` flips the
     result left-right at no cost. ``scratch``: float32 with at least
     ``scratch_size(ceil(width) + 1)`` elements.
