@@ -32,7 +32,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     .venv/bin/pip install -q torch==2.13.0
   fi
 fi
-stamp=".venv/.ccrop-installed-${extras//,/-}-$(cat setup.cfg setup.py pyproject.toml ccrop_loaders/ffcv/jpeg_region.c | cksum | cut -d' ' -f1)"
+stamp=".venv/.ccrop-installed-${extras//,/-}-$(cat setup.cfg setup.py pyproject.toml ccrop_loaders/ffcv/*.c | cksum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ]; then
   .venv/bin/pip install -q -e ".[$extras]"
   touch "$stamp"

@@ -65,7 +65,7 @@ class _CropResizeDecoder(SimpleRGBImageDecoder):
         self.check_dataset(len(self.metadata))
         max_h = int(self.metadata["height"].max())
         max_w = int(self.metadata["width"].max())
-        self.scratch_length = scratch_size(max_w)
+        self.scratch_length = scratch_size(max_h, max_w, self.output_size)
         self.decoded_length = max_h * max_w * 3
         shape = self._output_shape()
         return (
@@ -93,7 +93,7 @@ class _CropResizeDecoder(SimpleRGBImageDecoder):
             # decoded pixels and resampling scratch per thread, not per sample: they stay in cache
             threads = numba.get_num_threads()
             decoded = np.empty((threads, decoded_length), dtype=np.uint8)
-            scratch = np.empty((threads, scratch_length), dtype=np.float32)
+            scratch = np.empty((threads, scratch_length), dtype=np.int64)
             for i in my_range(count):
                 index = batch_indices[i]
                 field = metadata[index]

@@ -1,155 +1,75 @@
-"""Antialiased crop-resize (triangle filter, as Pillow's BILINEAR), with a fused mirror.
+"""Antialiased crop-resize (triangle filter, as Pillow's BILINEAR) with a fused mirror: the binding of ``resample.c``.
 
-Separable, in blocks of ``BLOCK`` output rows so every buffer stays in cache and
-every inner loop runs over contiguous floats (the compiler vectorizes them):
-the vertical pass filters the window's rows into ``BLOCK`` float rows; these
-are transposed to one short row per source column; the horizontal pass then
-filters those rows (one output column of the block each) into a block of
-staged pixels, copied to the output row by row. Taps and weights are computed
-per call for the window's size (a few KB); the scratch is the caller's. Images
-are uint8 HWC with 3 channels. The two passes spell out the same weighted-sum
-loop: one shared helper measured 25-45% slower per view, so they stay apart.
+``resize_crop`` is compiled (numba) and callable from FFCV's compiled loops and
+from Python alike. Images are uint8 (H, W, 3), C order. The work is done in C,
+in fixed point (see ``resample.c``): with AVX2 where the CPU has it, else in
+portable C giving the same pixels.
 """
 from __future__ import annotations
 
-import math
+import ctypes
 
 import numba
 import numpy as np
 
+try:
+    from . import _resample
+except ImportError as error:  # built by setup.py, which needs a C compiler
+    raise ImportError(
+        "ccrop_loaders.ffcv needs its resampler (ccrop_loaders/ffcv/resample.c), which was not built: "
+        "install a C compiler and reinstall ccrop-loaders"
+    ) from error
 
-BLOCK = 32  # output rows per block: measured fastest of 8-64 (rows buffer ~120 KB, in L2)
+RESIZE_OK, RESIZE_BAD_WINDOW, RESIZE_BAD_SIZE, RESIZE_SMALL_SCRATCH = range(4)
+
+_library = ctypes.CDLL(_resample.__file__)
+_scratch_bytes = _library.ccrop_resize_scratch_bytes
+_scratch_bytes.argtypes = [ctypes.c_int64] * 4
+_scratch_bytes.restype = ctypes.c_int64
 
 
-def scratch_size(max_width: int) -> int:
-    """float32 elements of scratch that ``resize_crop`` needs for windows up to ``max_width`` pixels wide."""
-    cols = int(max_width) + 1
-    return 2 * BLOCK * cols * 3 + 3 * BLOCK
+def _bind(name: str):
+    function = getattr(_library, name)
+    function.argtypes = ([ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64] + [ctypes.c_double] * 4
+                         + [ctypes.c_int, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
+                            ctypes.c_int64])
+    function.restype = ctypes.c_int
+    return function
 
 
-@numba.njit(cache=True, nogil=True)
-def filter_taps(start, extent, out_size):
-    """Triangle-filter taps of ``out_size`` outputs over the input span ``[start, start + extent)``.
+resize_crop_c = _bind("ccrop_resize_crop")  # AVX2 where the CPU has it
+resize_crop_portable_c = _bind("ccrop_resize_crop_portable")  # no SIMD; the same pixels
 
-    ``start`` and ``extent`` are in input pixels and may be fractional; taps stay
-    within the pixels the span touches, ``[floor(start), ceil(start + extent))``.
-    Returns ``first`` int64 (out_size,) absolute input indices, ``count`` int64
-    (out_size,) and ``weights`` float32 (out_size, max_taps), each row summing to
-    1. The support widens with the downscale factor (antialiasing); upscaling is
-    plain bilinear.
-    """
-    scale = extent / out_size
-    filter_scale = max(scale, 1.0)
-    max_taps = int(math.ceil(filter_scale)) * 2 + 2
-    lo_limit = int(math.floor(start))
-    hi_limit = max(int(math.ceil(start + extent)), lo_limit + 1)
-    first = np.empty(out_size, dtype=np.int64)
-    count = np.empty(out_size, dtype=np.int64)
-    weights = np.zeros((out_size, max_taps), dtype=np.float32)
-    inv = 1.0 / filter_scale
-    for o in range(out_size):
-        center = start + (o + 0.5) * scale
-        lo = max(int(math.floor(center - filter_scale + 0.5)), lo_limit)
-        hi = min(int(math.floor(center + filter_scale + 0.5)), hi_limit)
-        hi = max(hi, lo + 1)
-        total = 0.0
-        for k in range(hi - lo):
-            wgt = max(1.0 - abs((lo + k - center + 0.5) * inv), 0.0)
-            weights[o, k] = wgt
-            total += wgt
-        if total == 0.0:  # a span narrower than a pixel: take the pixel under the centre
-            weights[o, 0] = 1.0
-            total = 1.0
-        for k in range(hi - lo):
-            weights[o, k] /= total
-        first[o] = lo
-        count[o] = hi - lo
-    return first, count, weights
+
+def scratch_size(max_height: int, max_width: int, output_size: tuple[int, int]) -> int:
+    """int64 elements of scratch ``resize_crop`` needs for windows up to ``max_height`` x ``max_width`` pixels."""
+    size = _scratch_bytes(int(max_height), int(max_width), int(output_size[0]), int(output_size[1]))
+    if size < 0:
+        raise ValueError(f"image and output sizes must be >= 1, got {max_height}x{max_width} -> {output_size}")
+    return -(-size // 8)
 
 
 @numba.njit(inline="always")
-def _to_u8(v):
-    i = np.int32(v + np.float32(0.5))
-    return np.uint8(min(max(i, 0), 255))
+def _check(code):
+    if code == RESIZE_BAD_WINDOW:
+        raise ValueError("resize_crop: the window must be non-empty and lie inside the image")
+    if code == RESIZE_BAD_SIZE:
+        raise ValueError("resize_crop: image and output must have at least one pixel")
+    if code == RESIZE_SMALL_SCRATCH:
+        raise ValueError("resize_crop: scratch is smaller than scratch_size() asks for this window")
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@numba.njit(nogil=True)
 def resize_crop(image, top, left, height, width, mirror, out, scratch):
-    """Resize window ``(top, left, height, width)`` of ``image`` (uint8 (H, W, 3)) into ``out``.
+    """Resize window ``(top, left, height, width)`` of ``image`` (uint8 (H, W, 3)) into ``out`` (uint8 (h, w, 3)).
 
-    ``out``: uint8 (h, w, 3), C-contiguous. The window is in pixels and may be fractional (e.g. mapped onto a
-    DCT-downscaled decode); it must lie inside the image. ``mirror`` flips the
-    result left-right at no cost. ``scratch``: float32 with at least
-    ``scratch_size(ceil(width) + 1)`` elements.
+    The window is in pixels, may be fractional (e.g. mapped onto a
+    DCT-downscaled decode) and must lie inside the image. ``mirror`` flips the
+    result left-right at no cost. ``image`` and ``out`` are C-contiguous;
+    ``scratch``: int64 with at least ``scratch_size(...)`` elements for the
+    window's size.
     """
-    out_h, out_w = out.shape[0], out.shape[1]
-    row_first, row_count, row_weights = filter_taps(top, height, out_h)
-    col_first, col_count, col_weights = filter_taps(left, width, out_w)
-    c0 = int(math.floor(left))
-    cols = max(int(math.ceil(left + width)), c0 + 1) - c0
-    span = cols * 3
-    rows = scratch[: BLOCK * span].reshape(BLOCK, span)
-    columns = scratch[BLOCK * span: 2 * BLOCK * span].reshape(cols, 3 * BLOCK)
-    line = scratch[2 * BLOCK * span: 2 * BLOCK * span + 3 * BLOCK]
-    # 2-D on purpose: building an FFCV 1.0.2 Loader sets mutable=False on numba's interned uint8[::1]
-    # type (OSCacheManager.state_type), after which a 1-D uint8 buffer can fail to compile
-    pixels = np.empty((1, 3 * BLOCK), dtype=np.uint8)
-    # the block's output pixels, written column by column while in L1, then copied out in row order: writing
-    # the output (often cold batch memory) column by column directly cost ~25% more per view
-    staged = np.empty((BLOCK, 3 * out_w), dtype=np.uint8)
-    out_rows = out.reshape(out_h, 3 * out_w)
-    flat = image.reshape(image.shape[0], image.shape[1] * 3)
-    for y0 in range(0, out_h, BLOCK):
-        block = min(BLOCK, out_h - y0)
-        for b in range(block):  # vertical pass: rows[b] = output row y0 + b at the source's column resolution
-            acc = rows[b]
-            y = y0 + b
-            count, first = row_count[y], row_first[y]
-            wgt = row_weights[y, 0]
-            src = flat[first, c0 * 3: c0 * 3 + span]
-            for j in range(span):
-                acc[j] = wgt * src[j]
-            for k in range(1, count - 1, 2):  # then two source rows per sweep: half the accumulator traffic
-                w0, w1 = row_weights[y, k], row_weights[y, k + 1]
-                s0 = flat[first + k, c0 * 3: c0 * 3 + span]
-                s1 = flat[first + k + 1, c0 * 3: c0 * 3 + span]
-                for j in range(span):
-                    acc[j] += w0 * s0[j] + w1 * s1[j]
-            if count % 2 == 0:
-                wgt = row_weights[y, count - 1]
-                src = flat[first + count - 1, c0 * 3: c0 * 3 + span]
-                for j in range(span):
-                    acc[j] += wgt * src[j]
-        for x in range(cols):  # transpose: columns[x] = source column x of the block's rows, RGB interleaved
-            for b in range(block):
-                columns[x, 3 * b] = rows[b, 3 * x]
-                columns[x, 3 * b + 1] = rows[b, 3 * x + 1]
-                columns[x, 3 * b + 2] = rows[b, 3 * x + 2]
-        length = 3 * block
-        for x in range(out_w):  # horizontal pass: one output column of the block
-            count, first = col_count[x], col_first[x] - c0
-            wgt = col_weights[x, 0]
-            src = columns[first]
-            for j in range(length):
-                line[j] = wgt * src[j]
-            for k in range(1, count - 1, 2):  # then two source columns per sweep
-                w0, w1 = col_weights[x, k], col_weights[x, k + 1]
-                s0, s1 = columns[first + k], columns[first + k + 1]
-                for j in range(length):
-                    line[j] += w0 * s0[j] + w1 * s1[j]
-            if count % 2 == 0:
-                wgt = col_weights[x, count - 1]
-                src = columns[first + count - 1]
-                for j in range(length):
-                    line[j] += wgt * src[j]
-            for j in range(length):
-                pixels[0, j] = _to_u8(line[j])
-            xo = out_w - 1 - x if mirror else x
-            for b in range(block):
-                staged[b, 3 * xo] = pixels[0, 3 * b]
-                staged[b, 3 * xo + 1] = pixels[0, 3 * b + 1]
-                staged[b, 3 * xo + 2] = pixels[0, 3 * b + 2]
-        for b in range(block):
-            row, pixel_row = out_rows[y0 + b], staged[b]
-            for j in range(3 * out_w):
-                row[j] = pixel_row[j]
+    if not (image.flags.c_contiguous and out.flags.c_contiguous and image.shape[2] == 3 and out.shape[2] == 3):
+        raise ValueError("resize_crop: image and out must be C-contiguous uint8 (H, W, 3)")
+    _check(resize_crop_c(image.ctypes.data, image.shape[0], image.shape[1], top, left, height, width, mirror,
+                         out.ctypes.data, out.shape[0], out.shape[1], scratch.ctypes.data, scratch.nbytes))

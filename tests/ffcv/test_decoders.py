@@ -1,12 +1,15 @@
+import shutil
+
 import numpy as np
 import pytest
 import torch
 from ffcv.fields.basics import IntDecoder
 from ffcv.loader import OrderOption
 from ffcv.pipeline import PipelineSpec
+from ffcv.reader import Reader
 from PIL import Image
 
-from ccrop_loaders import sample_crop
+from ccrop_loaders import BoxTable, sample_crop
 from ccrop_loaders.core import sample_flip
 from ccrop_loaders.ffcv import (ContrastiveCropRGBImageDecoder, FullImageRGBImageDecoder, Loader,
                                 MultiViewContrastiveCropDecoder, SampleIndexDecoder, split_views)
@@ -37,7 +40,7 @@ def expected_window(table, image, index, view=0, alpha=0.6):
 
 def crop_resize(image, window, size=SIZE, mirror=False):
     out = np.empty((*size, 3), np.uint8)
-    resize_crop(image, *window, mirror, out, np.empty(scratch_size(image.shape[1]), np.float32))
+    resize_crop(image, *window, mirror, out, np.empty(scratch_size(*image.shape[:2], size), np.int64))
     return out
 
 
@@ -154,8 +157,6 @@ def test_split_views():
 
 
 def test_table_size_mismatch_refused_when_loader_is_built(raw_dataset):
-    from ccrop_loaders import BoxTable
-
     with BoxTable.create(len(raw_dataset) + 1) as wrong:
         with pytest.raises(ValueError, match=f"{len(raw_dataset) + 1} rows but the dataset has {len(raw_dataset)}"):
             Loader(str(raw_dataset.beton), batch_size=4, order=OrderOption.SEQUENTIAL,
@@ -176,3 +177,29 @@ def test_bad_parameters_refused_at_construction(table, kw, words):
 def test_table_must_be_a_box_table():
     with pytest.raises(TypeError, match="BoxTable"):
         MultiViewContrastiveCropDecoder(np.zeros((3, 4)), SIZE)
+
+
+def corrupt_sample(beton, out, index):
+    """Copy ``beton`` to ``out`` with the middle of sample ``index``'s JPEG overwritten by garbage."""
+    shutil.copy(beton, out)
+    reader = Reader(str(out))
+    ptr = int(reader.metadata["f0"]["data_ptr"][index])
+    size = int(reader.alloc_table["size"][reader.alloc_table["ptr"] == ptr][0])
+    with open(out, "r+b") as f:
+        f.seek(ptr + size // 3)
+        f.write(np.random.default_rng(0).integers(0, 256, size // 3, dtype=np.uint8).tobytes())
+
+
+@pytest.mark.parametrize("decoder_type", [ContrastiveCropRGBImageDecoder, MultiViewContrastiveCropDecoder])
+def test_corrupt_jpeg_raises_naming_the_sample(jpg_dataset, tmp_path, decoder_type):
+    bad = tmp_path / "bad.beton"
+    corrupt_sample(jpg_dataset.beton, bad, 13)
+    with BoxTable.create(len(jpg_dataset)) as table:
+        loader = Loader(str(bad), batch_size=4, num_workers=2, order=OrderOption.SEQUENTIAL,
+                        pipelines={"image": [decoder_type(table, (32, 32))], "label": None, "index": None})
+        with pytest.raises(ValueError) as info:
+            for _ in loader:
+                pass
+    assert "could not decode" in str(info.value) and "13" in str(info.value)
+    # the dataset and the table are untouched
+    assert jpg_dataset.beton.read_bytes() != bad.read_bytes()

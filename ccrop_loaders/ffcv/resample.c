@@ -1,0 +1,349 @@
+/* Antialiased crop-resize of uint8 RGB images (triangle filter, as Pillow's BILINEAR), with a fused mirror.
+ *
+ * Separable, one output row at a time, in fixed point:
+ *   vertical pass:   the window's columns of the row's source rows -> one row of
+ *                    int16 "mid" values, value * 128 (Q7), coefficients u16 summing
+ *                    to 1 << 15, each product truncated: ((v << 8) * c) >> 16;
+ *   horizontal pass: mid -> uint8 RGB, coefficients int16 summing to 1 << 14,
+ *                    exact int32 sums rounded once: (sum + 2^20) >> 21.
+ * Weights are non-negative and sum to one, so nothing overflows or saturates.
+ * Two implementations give the same pixels, bit for bit: AVX2 (chosen at run
+ * time where the CPU has it) and portable C.
+ *
+ * Built as the extension module ccrop_loaders.ffcv._resample (the Python module
+ * is empty; the functions are reached through ctypes, from numba-compiled loops).
+ */
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define HAVE_AVX2 1
+#include <immintrin.h>
+#endif
+
+enum {
+    RESIZE_OK = 0,
+    RESIZE_BAD_WINDOW = 1,    /* empty, or not inside the image */
+    RESIZE_BAD_SIZE = 2,      /* an image or output dimension below 1 */
+    RESIZE_SMALL_SCRATCH = 3, /* the scratch is smaller than ccrop_resize_scratch_bytes asks */
+};
+
+#define ROW_BITS 15 /* vertical coefficients sum to 1 << ROW_BITS; mid = value << 7 */
+#define COL_BITS 14 /* horizontal coefficients sum to 1 << COL_BITS */
+#define OUT_SHIFT (7 + COL_BITS)
+#define GROUP 8 /* the AVX2 horizontal pass makes 8 output pixels (4 pairs) per step */
+
+/* The most taps one output can have when `extent` input pixels map onto `out_size` outputs. */
+static int64_t taps_bound(double extent, int64_t out_size) {
+    double scale = extent / (double)out_size;
+    return (int64_t)ceil(scale > 1.0 ? scale : 1.0) * 2 + 2;
+}
+
+static int64_t align32(int64_t bytes) { return (bytes + 31) / 32 * 32; }
+
+/* Where each table lives in the scratch, for one window and output size. */
+struct plan {
+    int64_t col0, span;                      /* first source column of the window; its width in bytes (3 per pixel) */
+    int32_t row_stride, col_stride;          /* taps bound per row / column output: the tables' row length */
+    int32_t col_taps;                        /* the most taps any column output has */
+    int64_t pairs, mid_length;
+    int32_t *row_first, *row_count, *row_coef;
+    int32_t *col_first, *col_coef;
+    int32_t *pair_first;                     /* AVX2: the two pixels' first mid index per output pair */
+    int16_t *pair_coef, *mid;
+    float *weights;
+};
+
+/* Bytes of scratch for a window of up to `height` x `width` pixels; fills `plan` when it is not NULL. */
+static int64_t layout(double height, double width, int64_t out_h, int64_t out_w, char *base, struct plan *plan) {
+    int64_t row_stride = taps_bound(height, out_h), col_stride = taps_bound(width, out_w);
+    int64_t groups = (col_stride + 1) / 2;
+    int64_t pairs = (out_w + GROUP - 1) / GROUP * (GROUP / 2);
+    int64_t span = ((int64_t)ceil(width) + 1) * 3;
+    int64_t mid_length = span + 6 * (2 * groups + 2) + 16; /* vector loads read past the window: zeros */
+    int64_t sizes[] = {
+        mid_length * 2,                                   /* mid */
+        pairs * groups * 16 * 2,                          /* pair_coef */
+        out_h * 4, out_h * 4, out_h * row_stride * 4,     /* row_first, row_count, row_coef */
+        out_w * 4, out_w * col_stride * 4,                /* col_first, col_coef */
+        pairs * 2 * 4,                                    /* pair_first */
+        (row_stride > col_stride ? row_stride : col_stride) * 4, /* weights */
+    };
+    int64_t offsets[sizeof sizes / sizeof sizes[0]], total = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        offsets[i] = total;
+        total += align32(sizes[i]);
+    }
+    if (plan != NULL) {
+        plan->row_stride = (int32_t)row_stride;
+        plan->col_stride = (int32_t)col_stride;
+        plan->pairs = pairs;
+        plan->mid_length = mid_length;
+        plan->mid = (int16_t *)(base + offsets[0]);
+        plan->pair_coef = (int16_t *)(base + offsets[1]);
+        plan->row_first = (int32_t *)(base + offsets[2]);
+        plan->row_count = (int32_t *)(base + offsets[3]);
+        plan->row_coef = (int32_t *)(base + offsets[4]);
+        plan->col_first = (int32_t *)(base + offsets[5]);
+        plan->col_coef = (int32_t *)(base + offsets[6]);
+        plan->pair_first = (int32_t *)(base + offsets[7]);
+        plan->weights = (float *)(base + offsets[8]);
+    }
+    return total + 32; /* the caller's buffer may start anywhere: room to align it */
+}
+
+/* Triangle-filter taps of `out_size` outputs over the input span [start, start + extent).
+ *
+ * Taps stay within the pixels the span touches, [floor(start), ceil(start + extent));
+ * the support widens with the downscale factor (antialiasing), upscaling is
+ * plain bilinear. Output o reads inputs first[o] + k for k < count[o] (count
+ * may be NULL), weights coef[o * stride + k]: ints summing to 1 << bits, zero
+ * from count[o] to stride. Returns the largest count.
+ */
+static int32_t filter_taps(double start, double extent, int64_t out_size, int bits, int32_t stride, float *weights,
+                           int32_t *first, int32_t *count, int32_t *coef) {
+    double scale = extent / (double)out_size;
+    double support = scale > 1.0 ? scale : 1.0;
+    int64_t lo_limit = (int64_t)floor(start);
+    int64_t hi_limit = (int64_t)ceil(start + extent);
+    if (hi_limit < lo_limit + 1)
+        hi_limit = lo_limit + 1;
+    float inverse = (float)(1.0 / support);
+    int32_t most = 1;
+    for (int64_t o = 0; o < out_size; o++) {
+        double center = start + ((double)o + 0.5) * scale;
+        int64_t lo = (int64_t)floor(center - support + 0.5);
+        int64_t hi = (int64_t)floor(center + support + 0.5);
+        lo = lo < lo_limit ? lo_limit : lo;
+        hi = hi > hi_limit ? hi_limit : hi;
+        hi = hi < lo + 1 ? lo + 1 : hi;
+        int32_t n = (int32_t)(hi - lo);
+        float offset = (float)((double)lo - center + 0.5), total = 0.0f;
+        for (int32_t k = 0; k < n; k++) {
+            float w = 1.0f - fabsf((offset + (float)k) * inverse);
+            weights[k] = w > 0.0f ? w : 0.0f;
+            total += weights[k];
+        }
+        if (total == 0.0f) { /* a span narrower than a pixel: take the pixel under the centre */
+            weights[0] = 1.0f;
+            total = 1.0f;
+        }
+        float norm = (float)(1 << bits) / total;
+        int32_t *q = coef + o * stride;
+        int32_t sum = 0, big = 0;
+        for (int32_t k = 0; k < n; k++) {
+            q[k] = (int32_t)(weights[k] * norm + 0.5f);
+            sum += q[k];
+            big = q[k] > q[big] ? k : big;
+        }
+        q[big] += (1 << bits) - sum; /* exact sums: a flat image stays flat */
+        for (int32_t k = n; k < stride; k++)
+            q[k] = 0;
+        first[o] = (int32_t)lo;
+        if (count != NULL)
+            count[o] = n;
+        most = n > most ? n : most;
+    }
+    return most;
+}
+
+/* ---- portable C ---- */
+
+static void vertical_portable(const struct plan *p, const uint8_t *row0, int64_t stride, int64_t y) {
+    const int32_t *c = p->row_coef + y * p->row_stride;
+    for (int64_t j = 0; j < p->span; j++) {
+        uint32_t sum = 0;
+        for (int32_t k = 0; k < p->row_count[y]; k++)
+            sum += ((uint32_t)row0[k * stride + j] << 8) * (uint32_t)c[k] >> 16;
+        p->mid[j] = (int16_t)sum;
+    }
+}
+
+static void horizontal_portable(const struct plan *p, int mirror, uint8_t *dst, int64_t out_w) {
+    for (int64_t xo = 0; xo < out_w; xo++) {
+        int64_t x = mirror ? out_w - 1 - xo : xo;
+        const int16_t *src = p->mid + (int64_t)p->col_first[x] * 3;
+        const int32_t *c = p->col_coef + x * p->col_stride;
+        for (int ch = 0; ch < 3; ch++) {
+            int32_t sum = 1 << (OUT_SHIFT - 1);
+            for (int32_t k = 0; k < p->col_taps; k++)
+                sum += src[3 * k + ch] * c[k];
+            dst[3 * xo + ch] = (uint8_t)(sum >> OUT_SHIFT);
+        }
+    }
+}
+
+/* ---- AVX2 ---- */
+
+#ifdef HAVE_AVX2
+/* Output pixels in pairs (2p, 2p + 1) of output order, taps in twos: per pair and group g, 16 int16
+ * (c0 c1 c0 c1 c0 c1 0 0 | the same for the second pixel), matching what `spread` makes of mid. */
+__attribute__((target("avx2"))) static void plan_pairs(struct plan *p, int mirror, int64_t out_w) {
+    int32_t groups = (p->col_taps + 1) / 2;
+    for (int64_t q = 0; q < p->pairs; q++) {
+        int64_t x[2];
+        for (int i = 0; i < 2; i++) {
+            int64_t xo = 2 * q + i < out_w ? 2 * q + i : out_w - 1; /* the padding repeats the last pixel */
+            x[i] = mirror ? out_w - 1 - xo : xo;
+            p->pair_first[2 * q + i] = p->col_first[x[i]] * 3;
+        }
+        const int32_t *a = p->col_coef + x[0] * p->col_stride, *b = p->col_coef + x[1] * p->col_stride;
+        for (int32_t g = 0; g < groups; g++) {
+            int32_t ka = 2 * g + 1 < p->col_stride ? a[2 * g + 1] : 0, kb = 2 * g + 1 < p->col_stride ? b[2 * g + 1] : 0;
+            int32_t ca = (a[2 * g] & 0xffff) | (ka << 16), cb = (b[2 * g] & 0xffff) | (kb << 16);
+            _mm256_storeu_si256((__m256i *)(p->pair_coef + (q * groups + g) * 16),
+                                _mm256_setr_epi32(ca, ca, ca, 0, cb, cb, cb, 0));
+        }
+    }
+}
+
+__attribute__((target("avx2"))) static void vertical_avx2(const struct plan *p, const uint8_t *row0, int64_t stride,
+                                                          int64_t y) {
+    const int32_t *c = p->row_coef + y * p->row_stride;
+    int32_t n = p->row_count[y];
+    int64_t body = p->span / 32 * 32;
+    const __m256i zero = _mm256_setzero_si256();
+    for (int64_t j = 0; j < body; j += 32) {
+        __m256i lo = zero, hi = zero;
+        for (int32_t k = 0; k < n; k++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(row0 + k * stride + j));
+            __m256i w = _mm256_set1_epi16((short)c[k]);
+            lo = _mm256_add_epi16(lo, _mm256_mulhi_epu16(_mm256_unpacklo_epi8(zero, v), w)); /* (v << 8) * w >> 16 */
+            hi = _mm256_add_epi16(hi, _mm256_mulhi_epu16(_mm256_unpackhi_epi8(zero, v), w));
+        }
+        _mm256_storeu_si256((__m256i *)(p->mid + j), _mm256_permute2x128_si256(lo, hi, 0x20));
+        _mm256_storeu_si256((__m256i *)(p->mid + j + 16), _mm256_permute2x128_si256(lo, hi, 0x31));
+    }
+    for (int64_t j = body; j < p->span; j++) {
+        uint32_t sum = 0;
+        for (int32_t k = 0; k < n; k++)
+            sum += ((uint32_t)row0[k * stride + j] << 8) * (uint32_t)c[k] >> 16;
+        p->mid[j] = (int16_t)sum;
+    }
+}
+
+/* Two output pixels' taps 2g, 2g + 1: mid at a and b (int16 RGB) -> (r0 r1 g0 g1 b0 b1 0 0) per 128-bit lane. */
+#define PAIR_TAPS(a, b, spread)                                                                          \
+    _mm256_shuffle_epi8(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(a))), \
+                                                _mm_loadu_si128((const __m128i *)(b)), 1),               \
+                        spread)
+
+__attribute__((target("avx2"))) static void horizontal_avx2(const struct plan *p, uint8_t *dst, int64_t out_w) {
+    const __m256i spread = _mm256_setr_epi8(0, 1, 6, 7, 2, 3, 8, 9, 4, 5, 10, 11, -1, -1, -1, -1,
+                                            0, 1, 6, 7, 2, 3, 8, 9, 4, 5, 10, 11, -1, -1, -1, -1);
+    const __m128i drop_fourth = _mm_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1);
+    const __m256i half = _mm256_set1_epi32(1 << (OUT_SHIFT - 1));
+    int32_t groups = (p->col_taps + 1) / 2;
+    for (int64_t q = 0; q < p->pairs; q += GROUP / 2) {
+        const int32_t *f = p->pair_first + 2 * q;
+        const int16_t *c = p->pair_coef + q * groups * 16;
+        __m256i s0 = half, s1 = half, s2 = half, s3 = half; /* pairs q .. q + 3, 4 int32 (RGB0) per pixel */
+        for (int32_t g = 0; g < groups; g++) {
+            const int16_t *m = p->mid + 6 * g;
+            s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(PAIR_TAPS(m + f[0], m + f[1], spread),
+                                                        _mm256_loadu_si256((const __m256i *)(c + 16 * g))));
+            s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(PAIR_TAPS(m + f[2], m + f[3], spread),
+                                                        _mm256_loadu_si256((const __m256i *)(c + 16 * (groups + g)))));
+            s2 = _mm256_add_epi32(s2, _mm256_madd_epi16(PAIR_TAPS(m + f[4], m + f[5], spread),
+                                                        _mm256_loadu_si256((const __m256i *)(c + 16 * (2 * groups + g)))));
+            s3 = _mm256_add_epi32(s3, _mm256_madd_epi16(PAIR_TAPS(m + f[6], m + f[7], spread),
+                                                        _mm256_loadu_si256((const __m256i *)(c + 16 * (3 * groups + g)))));
+        }
+        /* lanes hold pixels (0 2 4 6 | 1 3 5 7) after packing; interleave them back, drop the fourth bytes */
+        __m256i packed = _mm256_packus_epi16(
+            _mm256_packs_epi32(_mm256_srai_epi32(s0, OUT_SHIFT), _mm256_srai_epi32(s1, OUT_SHIFT)),
+            _mm256_packs_epi32(_mm256_srai_epi32(s2, OUT_SHIFT), _mm256_srai_epi32(s3, OUT_SHIFT)));
+        __m128i even = _mm256_castsi256_si128(packed), odd = _mm256_extracti128_si256(packed, 1);
+        __m128i first4 = _mm_shuffle_epi8(_mm_unpacklo_epi32(even, odd), drop_fourth);
+        __m128i last4 = _mm_shuffle_epi8(_mm_unpackhi_epi32(even, odd), drop_fourth);
+        int64_t x = 2 * q;
+        if (x + GROUP + 2 <= out_w) { /* 16-byte stores: their 4 extra bytes land on pixels written next */
+            _mm_storeu_si128((__m128i *)(dst + 3 * x), first4);
+            _mm_storeu_si128((__m128i *)(dst + 3 * x + 12), last4);
+        } else {
+            uint8_t staged[32];
+            _mm_storeu_si128((__m128i *)staged, first4);
+            _mm_storeu_si128((__m128i *)(staged + 12), last4);
+            memcpy(dst + 3 * x, staged, (size_t)(3 * (out_w - x < GROUP ? out_w - x : GROUP)));
+        }
+    }
+}
+#endif
+
+/* Bytes of scratch that ccrop_resize_crop needs for windows up to max_height x max_width pixels. */
+int64_t ccrop_resize_scratch_bytes(int64_t max_height, int64_t max_width, int64_t out_h, int64_t out_w) {
+    if (max_height < 1 || max_width < 1 || out_h < 1 || out_w < 1)
+        return -1;
+    return layout((double)max_height, (double)max_width, out_h, out_w, NULL, NULL);
+}
+
+static int resize(const uint8_t *image, int64_t image_h, int64_t image_w, double top, double left, double height,
+                  double width, int mirror, uint8_t *out, int64_t out_h, int64_t out_w, void *scratch,
+                  int64_t scratch_bytes, int simd) {
+    if (image_h < 1 || image_w < 1 || out_h < 1 || out_w < 1)
+        return RESIZE_BAD_SIZE;
+    if (!(height > 0.0 && width > 0.0 && top >= 0.0 && left >= 0.0 && top + height <= (double)image_h &&
+          left + width <= (double)image_w))
+        return RESIZE_BAD_WINDOW;
+    char *base = (char *)(((uintptr_t)scratch + 31) & ~(uintptr_t)31);
+    struct plan p;
+    if (layout(height, width, out_h, out_w, base, &p) > scratch_bytes)
+        return RESIZE_SMALL_SCRATCH;
+    p.col0 = (int64_t)floor(left);
+    int64_t col_end = (int64_t)ceil(left + width);
+    p.span = ((col_end > p.col0 + 1 ? col_end : p.col0 + 1) - p.col0) * 3;
+    filter_taps(top, height, out_h, ROW_BITS, p.row_stride, p.weights, p.row_first, p.row_count, p.row_coef);
+    p.col_taps = filter_taps(left - (double)p.col0, width, out_w, COL_BITS, p.col_stride, p.weights, p.col_first,
+                             NULL, p.col_coef);
+    memset(p.mid + p.span, 0, (size_t)(p.mid_length - p.span) * 2);
+    int64_t stride = image_w * 3;
+    const uint8_t *window = image + p.col0 * 3;
+#ifdef HAVE_AVX2
+    if (simd && __builtin_cpu_supports("avx2")) {
+        plan_pairs(&p, mirror, out_w);
+        for (int64_t y = 0; y < out_h; y++) {
+            vertical_avx2(&p, window + p.row_first[y] * stride, stride, y);
+            horizontal_avx2(&p, out + y * out_w * 3, out_w);
+        }
+        return RESIZE_OK;
+    }
+#endif
+    (void)simd;
+    for (int64_t y = 0; y < out_h; y++) {
+        vertical_portable(&p, window + p.row_first[y] * stride, stride, y);
+        horizontal_portable(&p, mirror, out + y * out_w * 3, out_w);
+    }
+    return RESIZE_OK;
+}
+
+/* Resize window (top, left, height, width) of image (uint8 (image_h, image_w, 3), C order) into out
+ * (uint8 (out_h, out_w, 3), C order), mirrored left-right if `mirror`.
+ *
+ * The window is in pixels, may be fractional and must lie inside the image.
+ * `scratch`: scratch_bytes bytes, any alignment, at least what
+ * ccrop_resize_scratch_bytes gives for the window's size. Returns a RESIZE_* code.
+ */
+int ccrop_resize_crop(const uint8_t *image, int64_t image_h, int64_t image_w, double top, double left, double height,
+                      double width, int mirror, uint8_t *out, int64_t out_h, int64_t out_w, void *scratch,
+                      int64_t scratch_bytes) {
+    return resize(image, image_h, image_w, top, left, height, width, mirror, out, out_h, out_w, scratch,
+                  scratch_bytes, 1);
+}
+
+/* The same without SIMD: the same pixels on any CPU (the reference the AVX2 path is tested against). */
+int ccrop_resize_crop_portable(const uint8_t *image, int64_t image_h, int64_t image_w, double top, double left,
+                               double height, double width, int mirror, uint8_t *out, int64_t out_h, int64_t out_w,
+                               void *scratch, int64_t scratch_bytes) {
+    return resize(image, image_h, image_w, top, left, height, width, mirror, out, out_h, out_w, scratch,
+                  scratch_bytes, 0);
+}
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_resample",
+    "Antialiased crop-resize for ccrop_loaders.ffcv; the code is reached through ctypes (ccrop_resize_crop).", -1,
+    NULL,
+};
+
+PyMODINIT_FUNC PyInit__resample(void) { return PyModule_Create(&module); }

@@ -1,0 +1,118 @@
+import numba
+import numpy as np
+import pytest
+from ffcv.loader import OrderOption
+from PIL import Image
+
+from ccrop_loaders import BoxTable
+from ccrop_loaders.ffcv import ContrastiveCropRGBImageDecoder, Loader
+from ccrop_loaders.ffcv.resample import RESIZE_OK, resize_crop, resize_crop_portable_c, scratch_size
+from ccrop_loaders.sample_data import _source_photos
+
+
+def resized(image, window, size, mirror=False):
+    out = np.empty((*size, 3), np.uint8)
+    resize_crop(image, *window, mirror, out, np.empty(scratch_size(*image.shape[:2], size), np.int64))
+    return out
+
+
+def resized_portable(image, window, size, mirror=False):
+    out = np.empty((*size, 3), np.uint8)
+    scratch = np.empty(scratch_size(*image.shape[:2], size), np.int64)
+    code = resize_crop_portable_c(image.ctypes.data, *image.shape[:2], *window, mirror, out.ctypes.data, *size,
+                                  scratch.ctypes.data, scratch.nbytes)
+    assert code == RESIZE_OK
+    return out
+
+
+def test_simd_and_portable_paths_give_the_same_pixels():
+    # the AVX2 path (where the CPU has it) against the portable C one: odd sizes, tiny and huge scale factors
+    rng = np.random.default_rng(0)
+    for _ in range(150):
+        h, w = rng.integers(1, 300, 2)
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        crop_h, crop_w = rng.uniform(0.2, h), rng.uniform(0.2, w)
+        window = (rng.uniform(0, h - crop_h), rng.uniform(0, w - crop_w), crop_h, crop_w)
+        size = tuple(rng.integers(1, 260, 2))
+        mirror = bool(rng.integers(2))
+        np.testing.assert_array_equal(resized(image, window, size, mirror), resized_portable(image, window, size, mirror))
+
+
+@pytest.mark.parametrize("size", [(224, 224), (97, 131), (300, 250)])
+def test_photo_matches_pillow_bilinear(size):
+    photo = _source_photos()["astronaut"]
+    window = (31, 17, 280, 301)
+    top, left, h, w = window
+    pillow = np.asarray(Image.fromarray(photo[top: top + h, left: left + w]).resize(size[::-1], Image.BILINEAR))
+    ours = resized(photo, window, size)
+    assert np.abs(ours.astype(int) - pillow).max() <= 2
+    assert np.abs(ours.astype(int) - pillow).mean() < 0.3
+
+
+def test_checkerboard_downscale_is_antialiased():
+    board = ((np.indices((400, 400)).sum(axis=0) % 2) * 255).astype(np.uint8)[..., None].repeat(3, axis=2)
+    out = resized(board, (0, 0, 400, 400), (235, 235))
+    assert out.std() < 10
+    assert abs(out.mean() - 127.5) < 2
+
+
+@pytest.mark.parametrize("window, size", [((0, 0, 1, 1), (8, 8)), ((3, 5, 7, 2), (64, 16)),
+                                          ((0, 0, 50, 60), (50, 60)), ((10, 0, 40, 60), (7, 200)),
+                                          ((0.5, 0.25, 0.1, 0.3), (3, 5)), ((0, 0, 50, 60), (1, 1))])
+def test_constant_image_stays_constant(window, size):
+    image = np.full((50, 60, 3), (10, 200, 33), np.uint8)
+    assert (resized(image, window, size, mirror=True) == (10, 200, 33)).all()
+
+
+def test_identity_resize_and_mirror():
+    image = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(resized(image, (0, 0, 30, 40), (30, 40)), image)
+    np.testing.assert_array_equal(resized(image, (0, 0, 30, 40), (30, 40), mirror=True), image[:, ::-1])
+
+
+def test_large_downscale_averages_the_window():
+    # 40 taps per output: a 4000-pixel-wide gradient to 50 columns keeps its local means
+    ramp = np.tile(np.linspace(0, 255, 4000), (20, 1))
+    image = np.repeat(ramp[..., None], 3, axis=2).round().astype(np.uint8)
+    out = resized(image, (0, 0, 20, 4000), (5, 50))
+    expected = ramp[0].reshape(50, 80).mean(axis=1)
+    assert np.abs(out[2, :, 0] - expected).max() <= 1.5
+
+
+@pytest.mark.parametrize("window", [(-1, 0, 10, 10), (0, 0, 31, 10), (0, 35, 10, 6), (0, 0, 0, 10), (5, 5, 10, -1)])
+def test_windows_outside_the_image_are_refused(window):
+    image = np.zeros((30, 40, 3), np.uint8)
+    with pytest.raises(ValueError, match="inside the image"):
+        resized(image, window, (8, 8))
+
+
+def test_small_scratch_and_bad_layouts_are_refused():
+    image = np.zeros((30, 40, 3), np.uint8)
+    out = np.empty((8, 8, 3), np.uint8)
+    with pytest.raises(ValueError, match="scratch"):
+        resize_crop(image, 0, 0, 30, 40, False, out, np.empty(4, np.int64))
+    scratch = np.empty(scratch_size(30, 40, (8, 8)), np.int64)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        resize_crop(image[:, ::2], 0, 0, 10, 10, False, out, scratch)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        resize_crop(image, 0, 0, 10, 10, False, np.empty((8, 16, 3), np.uint8)[:, ::2], scratch)
+    with pytest.raises(ValueError, match=">= 1"):
+        scratch_size(30, 40, (0, 8))
+    np.testing.assert_array_equal(image, 0)  # nothing written to the input
+
+
+def test_resize_compiles_again_after_a_loader_is_built(raw_dataset):
+    # FFCV 1.0.2 sets ``mutable = False`` on numba's interned uint8[::1] type when a Loader is built
+    # (OSCacheManager.state_type); code typed on such buffers after that must still compile
+    image = np.full((20, 30, 3), 77, np.uint8)
+    out = np.empty((10, 10, 3), np.uint8)
+    scratch = np.empty(scratch_size(20, 30, (10, 10)), np.int64)
+    numba.njit(resize_crop.py_func)(image, 1.0, 2.0, 15.0, 20.0, True, out, scratch)
+    with BoxTable.create(len(raw_dataset)) as table:
+        loader = Loader(str(raw_dataset.beton), batch_size=4, num_workers=1, order=OrderOption.SEQUENTIAL,
+                        pipelines={"image": [ContrastiveCropRGBImageDecoder(table, (16, 16))], "label": None,
+                                   "index": None})
+        next(iter(loader))
+        out[:] = 0
+        numba.njit(resize_crop.py_func)(image, 1, 2, 15, 20, False, out, scratch)
+        assert (out == 77).all()
