@@ -203,7 +203,8 @@ __attribute__((target("avx2"))) static void vertical_avx2(const struct plan *p, 
                                                           int64_t y) {
     const int32_t *c = p->row_coef + y * p->row_stride;
     int32_t n = p->row_count[y];
-    int64_t body = p->span / 32 * 32;
+    const int64_t span = p->span, body = span / 32 * 32;
+    int16_t *const mid = p->mid;
     const __m256i zero = _mm256_setzero_si256();
     for (int64_t j = 0; j < body; j += 32) {
         __m256i lo = zero, hi = zero;
@@ -213,14 +214,14 @@ __attribute__((target("avx2"))) static void vertical_avx2(const struct plan *p, 
             lo = _mm256_add_epi16(lo, _mm256_mulhi_epu16(_mm256_unpacklo_epi8(zero, v), w)); /* (v << 8) * w >> 16 */
             hi = _mm256_add_epi16(hi, _mm256_mulhi_epu16(_mm256_unpackhi_epi8(zero, v), w));
         }
-        _mm256_storeu_si256((__m256i *)(p->mid + j), _mm256_permute2x128_si256(lo, hi, 0x20));
-        _mm256_storeu_si256((__m256i *)(p->mid + j + 16), _mm256_permute2x128_si256(lo, hi, 0x31));
+        _mm256_storeu_si256((__m256i *)(mid + j), _mm256_permute2x128_si256(lo, hi, 0x20));
+        _mm256_storeu_si256((__m256i *)(mid + j + 16), _mm256_permute2x128_si256(lo, hi, 0x31));
     }
-    for (int64_t j = body; j < p->span; j++) {
+    for (int64_t j = body; j < span; j++) {
         uint32_t sum = 0;
         for (int32_t k = 0; k < n; k++)
             sum += ((uint32_t)row0[k * stride + j] << 8) * (uint32_t)c[k] >> 16;
-        p->mid[j] = (int16_t)sum;
+        mid[j] = (int16_t)sum;
     }
 }
 
@@ -235,13 +236,16 @@ __attribute__((target("avx2"))) static void horizontal_avx2(const struct plan *p
                                             0, 1, 6, 7, 2, 3, 8, 9, 4, 5, 10, 11, -1, -1, -1, -1);
     const __m128i drop_fourth = _mm_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1);
     const __m256i half = _mm256_set1_epi32(1 << (OUT_SHIFT - 1));
-    int32_t groups = (p->col_taps + 1) / 2;
-    for (int64_t q = 0; q < p->pairs; q += GROUP / 2) {
-        const int32_t *f = p->pair_first + 2 * q;
-        const int16_t *c = p->pair_coef + q * groups * 16;
+    const int32_t groups = (p->col_taps + 1) / 2;
+    const int64_t pairs = p->pairs;
+    const int32_t *const pair_first = p->pair_first;
+    const int16_t *const pair_coef = p->pair_coef, *const mid = p->mid;
+    for (int64_t q = 0; q < pairs; q += GROUP / 2) {
+        const int32_t *f = pair_first + 2 * q;
+        const int16_t *c = pair_coef + q * groups * 16;
         __m256i s0 = half, s1 = half, s2 = half, s3 = half; /* pairs q .. q + 3, 4 int32 (RGB0) per pixel */
         for (int32_t g = 0; g < groups; g++) {
-            const int16_t *m = p->mid + 6 * g;
+            const int16_t *m = mid + 6 * g;
             s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(PAIR_TAPS(m + f[0], m + f[1], spread),
                                                         _mm256_loadu_si256((const __m256i *)(c + 16 * g))));
             s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(PAIR_TAPS(m + f[2], m + f[3], spread),

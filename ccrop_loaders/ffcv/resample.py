@@ -10,7 +10,6 @@ from __future__ import annotations
 import ctypes
 
 import numba
-import numpy as np
 
 try:
     from . import _resample
