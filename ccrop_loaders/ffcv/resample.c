@@ -94,28 +94,35 @@ static int64_t layout(double height, double width, int64_t out_h, int64_t out_w,
     return total + 32; /* the caller's buffer may start anywhere: room to align it */
 }
 
+static inline int64_t floor_int(double x) {
+    int64_t i = (int64_t)x;
+    return i - (x < (double)i);
+}
+
 /* Triangle-filter taps of `out_size` outputs over the input span [start, start + extent).
  *
  * Taps stay within the pixels the span touches, [floor(start), ceil(start + extent));
  * the support widens with the downscale factor (antialiasing), upscaling is
  * plain bilinear. Output o reads inputs first[o] + k for k < count[o] (count
- * may be NULL), weights coef[o * stride + k]: ints summing to 1 << bits, zero
- * from count[o] to stride. Returns the largest count.
+ * may be NULL), weights coef[o * stride + k]: ints summing to 1 << bits (the
+ * rounding remainder goes to the pixel under the centre), zero from count[o]
+ * to stride. Returns the largest count. Branch-light: it runs for every view.
  */
 static int32_t filter_taps(double start, double extent, int64_t out_size, int bits, int32_t stride, float *weights,
                            int32_t *first, int32_t *count, int32_t *coef) {
     double scale = extent / (double)out_size;
     double support = scale > 1.0 ? scale : 1.0;
-    int64_t lo_limit = (int64_t)floor(start);
-    int64_t hi_limit = (int64_t)ceil(start + extent);
+    int64_t lo_limit = floor_int(start);
+    int64_t hi_limit = -floor_int(-(start + extent));
     if (hi_limit < lo_limit + 1)
         hi_limit = lo_limit + 1;
     float inverse = (float)(1.0 / support);
     int32_t most = 1;
+    memset(coef, 0, (size_t)(out_size * stride) * sizeof *coef);
     for (int64_t o = 0; o < out_size; o++) {
         double center = start + ((double)o + 0.5) * scale;
-        int64_t lo = (int64_t)floor(center - support + 0.5);
-        int64_t hi = (int64_t)floor(center + support + 0.5);
+        int64_t lo = floor_int(center - support + 0.5);
+        int64_t hi = floor_int(center + support + 0.5);
         lo = lo < lo_limit ? lo_limit : lo;
         hi = hi > hi_limit ? hi_limit : hi;
         hi = hi < lo + 1 ? lo + 1 : hi;
@@ -123,24 +130,22 @@ static int32_t filter_taps(double start, double extent, int64_t out_size, int bi
         float offset = (float)((double)lo - center + 0.5), total = 0.0f;
         for (int32_t k = 0; k < n; k++) {
             float w = 1.0f - fabsf((offset + (float)k) * inverse);
-            weights[k] = w > 0.0f ? w : 0.0f;
-            total += weights[k];
+            w = w > 0.0f ? w : 0.0f;
+            weights[k] = w;
+            total += w;
         }
-        if (total == 0.0f) { /* a span narrower than a pixel: take the pixel under the centre */
-            weights[0] = 1.0f;
-            total = 1.0f;
-        }
-        float norm = (float)(1 << bits) / total;
         int32_t *q = coef + o * stride;
-        int32_t sum = 0, big = 0;
-        for (int32_t k = 0; k < n; k++) {
-            q[k] = (int32_t)(weights[k] * norm + 0.5f);
-            sum += q[k];
-            big = q[k] > q[big] ? k : big;
+        int64_t peak = floor_int(center) - lo; /* the pixel under the centre: the largest weight */
+        peak = peak < 0 ? 0 : (peak >= n ? n - 1 : peak);
+        int32_t sum = 0;
+        if (total > 0.0f) {
+            float norm = (float)(1 << bits) / total;
+            for (int32_t k = 0; k < n; k++) {
+                q[k] = (int32_t)(weights[k] * norm + 0.5f);
+                sum += q[k];
+            }
         }
-        q[big] += (1 << bits) - sum; /* exact sums: a flat image stays flat */
-        for (int32_t k = n; k < stride; k++)
-            q[k] = 0;
+        q[peak] += (1 << bits) - sum;
         first[o] = (int32_t)lo;
         if (count != NULL)
             count[o] = n;
@@ -295,8 +300,8 @@ static int resize(const uint8_t *image, int64_t image_h, int64_t image_w, double
     struct plan p;
     if (layout(height, width, out_h, out_w, base, &p) > scratch_bytes)
         return RESIZE_SMALL_SCRATCH;
-    p.col0 = (int64_t)floor(left);
-    int64_t col_end = (int64_t)ceil(left + width);
+    p.col0 = floor_int(left);
+    int64_t col_end = -floor_int(-(left + width));
     p.span = ((col_end > p.col0 + 1 ? col_end : p.col0 + 1) - p.col0) * 3;
     filter_taps(top, height, out_h, ROW_BITS, p.row_stride, p.weights, p.row_first, p.row_count, p.row_coef);
     p.col_taps = filter_taps(left - (double)p.col0, width, out_w, COL_BITS, p.col_stride, p.weights, p.col_first,
