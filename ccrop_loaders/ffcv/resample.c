@@ -183,7 +183,7 @@ static void horizontal_portable(const struct plan *p, int mirror, uint8_t *dst, 
 /* ---- AVX2 ---- */
 
 #ifdef HAVE_AVX2
-/* Output pixels in pairs (2p, 2p + 1) of output order, taps in twos: per pair and group g, 16 int16
+/* Output pixels in pairs (2q, 2q + 1) of output order, taps in twos: per pair q and group g, 16 int16
  * (c0 c1 c0 c1 c0 c1 0 0 | the same for the second pixel), matching what `spread` makes of mid. */
 __attribute__((target("avx2"))) static void plan_pairs(struct plan *p, int mirror, int64_t out_w) {
     int32_t groups = (p->col_taps + 1) / 2;
