@@ -12,5 +12,5 @@ setup(ext_modules=[
     Extension("ccrop_loaders.ffcv._jpeg_region", ["ccrop_loaders/ffcv/jpeg_region.c"], libraries=["jpeg"],
               extra_compile_args=["-O2"], optional=True),
     Extension("ccrop_loaders.ffcv._resample", ["ccrop_loaders/ffcv/resample.c"], libraries=["m"],
-              extra_compile_args=["-O2", "-Wall"], optional=True),
+              extra_compile_args=["-O3", "-Wall"], optional=True),
 ])
