@@ -7,8 +7,9 @@
  *   horizontal pass: mid -> uint8 RGB, coefficients int16 summing to 1 << 14,
  *                    exact int32 sums rounded once: (sum + 2^20) >> 21.
  * Weights are non-negative and sum to one, so nothing overflows or saturates.
- * Two implementations give the same pixels, bit for bit: AVX2 (chosen at run
- * time where the CPU has it) and portable C.
+ * Three implementations give the same pixels, bit for bit, the best the CPU
+ * has chosen at run time: AVX-512 (BW, VBMI; the horizontal pass), AVX2 and
+ * portable C.
  *
  * Built as the extension module ccrop_loaders.ffcv._resample (the Python module
  * is empty; the functions are reached through ctypes, from numba-compiled loops).
@@ -33,7 +34,9 @@ enum {
 #define ROW_BITS 15 /* vertical coefficients sum to 1 << ROW_BITS; mid = value << 7 */
 #define COL_BITS 14 /* horizontal coefficients sum to 1 << COL_BITS */
 #define OUT_SHIFT (7 + COL_BITS)
-#define GROUP 8 /* the AVX2 horizontal pass makes 8 output pixels (4 pairs) per step */
+#define GROUP 8 /* the SIMD horizontal passes make 8 output pixels per step */
+
+enum { SIMD_NONE = 0, SIMD_AVX2 = 1, SIMD_AVX512 = 2 }; /* instruction sets, each needing the ones before */
 
 /* The most taps one output can have when `extent` input pixels map onto `out_size` outputs. */
 static int64_t taps_bound(double extent, int64_t out_size) {
@@ -53,6 +56,9 @@ struct plan {
     int32_t *col_first, *col_coef;
     int32_t *pair_first;                     /* AVX2: the two pixels' first mid index per output pair */
     int16_t *pair_coef, *mid;
+    int32_t *quad_first;                     /* AVX-512: first mid index of the 128 bytes each output quad reads */
+    uint8_t *quad_index;                     /* AVX-512: per quad and tap pair, 64 byte indices into those */
+    int16_t *quad_coef;
     float *weights;
 };
 
@@ -62,7 +68,7 @@ static int64_t layout(double height, double width, int64_t out_h, int64_t out_w,
     int64_t groups = (col_stride + 1) / 2;
     int64_t pairs = (out_w + GROUP - 1) / GROUP * (GROUP / 2);
     int64_t span = ((int64_t)ceil(width) + 1) * 3;
-    int64_t mid_length = span + 6 * (2 * groups + 2) + 16; /* vector loads read past the window: zeros */
+    int64_t mid_length = span + 6 * (2 * groups + 2) + 64; /* vector loads read past the window: zeros */
     int64_t sizes[] = {
         mid_length * 2,                                   /* mid */
         pairs * groups * 16 * 2,                          /* pair_coef */
@@ -70,6 +76,8 @@ static int64_t layout(double height, double width, int64_t out_h, int64_t out_w,
         out_w * 4, out_w * col_stride * 4,                /* col_first, col_coef */
         pairs * 2 * 4,                                    /* pair_first */
         (row_stride > col_stride ? row_stride : col_stride) * 4, /* weights */
+        pairs / 2 * 4,                                    /* quad_first */
+        pairs / 2 * groups * 32 * 2, pairs / 2 * groups * 32 * 2, /* quad_index, quad_coef */
     };
     int64_t offsets[sizeof sizes / sizeof sizes[0]], total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
@@ -90,6 +98,9 @@ static int64_t layout(double height, double width, int64_t out_h, int64_t out_w,
         plan->col_coef = (int32_t *)(base + offsets[6]);
         plan->pair_first = (int32_t *)(base + offsets[7]);
         plan->weights = (float *)(base + offsets[8]);
+        plan->quad_first = (int32_t *)(base + offsets[9]);
+        plan->quad_index = (uint8_t *)(base + offsets[10]);
+        plan->quad_coef = (int16_t *)(base + offsets[11]);
     }
     return total + 32; /* the caller's buffer may start anywhere: room to align it */
 }
@@ -290,6 +301,93 @@ __attribute__((target("avx2"))) static void horizontal_avx2(const struct plan *p
 }
 #endif
 
+/* ---- AVX-512 (BW, VBMI) ---- */
+
+#ifdef HAVE_AVX2
+/* Output pixels in quads (4 consecutive, output order) whose taps lie within 21 source pixels of the
+ * quad's first: two 64-byte loads of mid serve the whole quad, vpermt2b spreads them per tap pair g as
+ * (r0 r1 g0 g1 b0 b1 . .) per 128-bit lane, one lane per pixel. Returns 0 where a quad's taps spread
+ * wider (downscales beyond ~4x): that view takes the AVX2 path. */
+static int plan_quads(struct plan *p, int mirror, int64_t out_w) {
+    int32_t groups = (p->col_taps + 1) / 2;
+    for (int64_t k = 0; k < p->pairs / 2; k++) {
+        int64_t x[4];
+        int32_t base = INT32_MAX;
+        for (int i = 0; i < 4; i++) {
+            int64_t xo = 4 * k + i < out_w ? 4 * k + i : out_w - 1; /* the padding repeats the last pixel */
+            x[i] = mirror ? out_w - 1 - xo : xo;
+            base = p->col_first[x[i]] < base ? p->col_first[x[i]] : base;
+        }
+        p->quad_first[k] = base * 3;
+        for (int i = 0; i < 4; i++) {
+            int32_t offset = p->col_first[x[i]] - base;
+            if (offset + 2 * groups > 21)
+                return 0;
+            const int32_t *c = p->col_coef + x[i] * p->col_stride;
+            for (int32_t g = 0; g < groups; g++) {
+                uint8_t *index = p->quad_index + (k * groups + g) * 64 + 16 * i;
+                int16_t *coef = p->quad_coef + (k * groups + g) * 32 + 8 * i;
+                int32_t t = 2 * g, pixel = 3 * (offset + t);
+                int16_t c0 = (int16_t)c[t], c1 = (int16_t)(t + 1 < p->col_stride ? c[t + 1] : 0);
+                for (int ch = 0; ch < 3; ch++) { /* the int16 (pixel, channel) and (pixel + 1, channel): 2 bytes each */
+                    index[4 * ch] = (uint8_t)(2 * (pixel + ch));
+                    index[4 * ch + 1] = (uint8_t)(2 * (pixel + ch) + 1);
+                    index[4 * ch + 2] = (uint8_t)(2 * (pixel + 3 + ch));
+                    index[4 * ch + 3] = (uint8_t)(2 * (pixel + 3 + ch) + 1);
+                    coef[2 * ch] = c0;
+                    coef[2 * ch + 1] = c1;
+                }
+                memset(index + 12, 0, 4);
+                coef[6] = coef[7] = 0;
+            }
+        }
+    }
+    return 1;
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vbmi"))) static void horizontal_avx512(const struct plan *p,
+                                                                                     uint8_t *dst, int64_t out_w) {
+    /* after packing, 128-bit lane j holds pixel j then pixel 4 + j (RGB0): gather the 8 pixels' RGB in order */
+    const __m512i order = _mm512_set_epi8(
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 54, 53, 52, 38, 37, 36, 22, 21, 20, 6, 5, 4, 50, 49, 48, 34, 33, 32, 18, 17, 16, 2, 1, 0);
+    const __m512i half = _mm512_set1_epi32(1 << (OUT_SHIFT - 1));
+    const int32_t groups = (p->col_taps + 1) / 2;
+    const int32_t *const quad_first = p->quad_first;
+    const int16_t *const mid = p->mid, *coef = p->quad_coef;
+    const uint8_t *index = p->quad_index;
+    for (int64_t k = 0; 4 * k < out_w; k += 2, index += 128 * groups, coef += 64 * groups) {
+        const int16_t *m0 = mid + quad_first[k], *m1 = mid + quad_first[k + 1];
+        __m512i lo0 = _mm512_loadu_si512(m0), hi0 = _mm512_loadu_si512(m0 + 32);
+        __m512i lo1 = _mm512_loadu_si512(m1), hi1 = _mm512_loadu_si512(m1 + 32);
+        __m512i s0 = half, s1 = half;
+        for (int32_t g = 0; g < groups; g++) {
+            const uint8_t *i0 = index + 64 * g, *i1 = index + 64 * (groups + g);
+            const int16_t *c0 = coef + 32 * g, *c1 = coef + 32 * (groups + g);
+            s0 = _mm512_add_epi32(s0, _mm512_madd_epi16(_mm512_permutex2var_epi8(lo0, _mm512_loadu_si512(i0), hi0),
+                                                        _mm512_loadu_si512(c0)));
+            s1 = _mm512_add_epi32(s1, _mm512_madd_epi16(_mm512_permutex2var_epi8(lo1, _mm512_loadu_si512(i1), hi1),
+                                                        _mm512_loadu_si512(c1)));
+        }
+        __m512i packed = _mm512_packs_epi32(_mm512_srai_epi32(s0, OUT_SHIFT), _mm512_srai_epi32(s1, OUT_SHIFT));
+        packed = _mm512_permutexvar_epi8(order, _mm512_packus_epi16(packed, packed));
+        int64_t pixels = out_w - 4 * k < GROUP ? out_w - 4 * k : GROUP;
+        _mm512_mask_storeu_epi8(dst + 12 * k, ((__mmask64)1 << (3 * pixels)) - 1, packed);
+    }
+}
+#endif
+
+/* The instruction sets this CPU gives the resampler: SIMD_NONE (portable C), SIMD_AVX2 or SIMD_AVX512. */
+int ccrop_resize_simd(void) {
+#ifdef HAVE_AVX2
+    if (__builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vbmi"))
+        return SIMD_AVX512;
+    if (__builtin_cpu_supports("avx2"))
+        return SIMD_AVX2;
+#endif
+    return SIMD_NONE;
+}
+
 /* Bytes of scratch that ccrop_resize_crop needs for windows up to max_height x max_width pixels. */
 int64_t ccrop_resize_scratch_bytes(int64_t max_height, int64_t max_width, int64_t out_h, int64_t out_w) {
     if (max_height < 1 || max_width < 1 || out_h < 1 || out_w < 1)
@@ -319,11 +417,17 @@ static int resize(const uint8_t *image, int64_t image_h, int64_t image_w, double
     int64_t stride = image_w * 3;
     const uint8_t *window = image + p.col0 * 3;
 #ifdef HAVE_AVX2
-    if (simd && __builtin_cpu_supports("avx2")) {
-        plan_pairs(&p, mirror, out_w);
+    simd = simd < ccrop_resize_simd() ? simd : ccrop_resize_simd();
+    if (simd >= SIMD_AVX2) {
+        int quads = simd >= SIMD_AVX512 && plan_quads(&p, mirror, out_w);
+        if (!quads)
+            plan_pairs(&p, mirror, out_w);
         for (int64_t y = 0; y < out_h; y++) {
             vertical_avx2(&p, window + p.row_first[y] * stride, stride, y);
-            horizontal_avx2(&p, out + y * out_w * 3, out_w);
+            if (quads)
+                horizontal_avx512(&p, out + y * out_w * 3, out_w);
+            else
+                horizontal_avx2(&p, out + y * out_w * 3, out_w);
         }
         return RESIZE_OK;
     }
@@ -347,15 +451,15 @@ int ccrop_resize_crop(const uint8_t *image, int64_t image_h, int64_t image_w, do
                       double width, int mirror, uint8_t *out, int64_t out_h, int64_t out_w, void *scratch,
                       int64_t scratch_bytes) {
     return resize(image, image_h, image_w, top, left, height, width, mirror, out, out_h, out_w, scratch,
-                  scratch_bytes, 1);
+                  scratch_bytes, SIMD_AVX512);
 }
 
-/* The same without SIMD: the same pixels on any CPU (the reference the AVX2 path is tested against). */
-int ccrop_resize_crop_portable(const uint8_t *image, int64_t image_h, int64_t image_w, double top, double left,
-                               double height, double width, int mirror, uint8_t *out, int64_t out_h, int64_t out_w,
-                               void *scratch, int64_t scratch_bytes) {
+/* The same with at most the instruction set `simd` (SIMD_*): the same pixels, whichever (tests compare them). */
+int ccrop_resize_crop_simd(const uint8_t *image, int64_t image_h, int64_t image_w, double top, double left,
+                           double height, double width, int mirror, uint8_t *out, int64_t out_h, int64_t out_w,
+                           void *scratch, int64_t scratch_bytes, int simd) {
     return resize(image, image_h, image_w, top, left, height, width, mirror, out, out_h, out_w, scratch,
-                  scratch_bytes, 0);
+                  scratch_bytes, simd);
 }
 
 static struct PyModuleDef module = {

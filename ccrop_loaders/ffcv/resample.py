@@ -2,8 +2,8 @@
 
 ``resize_crop`` is compiled (numba) and callable from FFCV's compiled loops and
 from Python alike. Images are uint8 (H, W, 3), C order. The work is done in C,
-in fixed point (see ``resample.c``): with AVX2 where the CPU has it, else in
-portable C giving the same pixels.
+in fixed point (see ``resample.c``), with the best instruction set the CPU has
+(``SIMD``: AVX-512, AVX2 or none); all give the same pixels.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ except ImportError as error:  # built by setup.py, which needs a C compiler
     ) from error
 
 RESIZE_OK, RESIZE_BAD_WINDOW, RESIZE_BAD_SIZE, RESIZE_SMALL_SCRATCH = range(4)
+SIMD_NONE, SIMD_AVX2, SIMD_AVX512 = range(3)
 
 _library = ctypes.CDLL(_resample.__file__)
 _scratch_bytes = _library.ccrop_resize_scratch_bytes
@@ -27,17 +28,16 @@ _scratch_bytes.argtypes = [ctypes.c_int64] * 4
 _scratch_bytes.restype = ctypes.c_int64
 
 
-def _bind(name: str):
-    function = getattr(_library, name)
-    function.argtypes = ([ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64] + [ctypes.c_double] * 4
-                         + [ctypes.c_int, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
-                            ctypes.c_int64])
-    function.restype = ctypes.c_int
-    return function
+_simd = _library.ccrop_resize_simd
+_simd.restype = ctypes.c_int
+SIMD: int = _simd()  # the instruction set this CPU gives the resampler
 
-
-resize_crop_c = _bind("ccrop_resize_crop")  # AVX2 where the CPU has it
-resize_crop_portable_c = _bind("ccrop_resize_crop_portable")  # no SIMD; the same pixels
+_ARGS = ([ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64] + [ctypes.c_double] * 4
+         + [ctypes.c_int, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64])
+resize_crop_c = _library.ccrop_resize_crop  # the best instruction set the CPU has
+resize_crop_c.argtypes, resize_crop_c.restype = _ARGS, ctypes.c_int
+resize_crop_simd_c = _library.ccrop_resize_crop_simd  # ... at most the one its last argument names (SIMD_*)
+resize_crop_simd_c.argtypes, resize_crop_simd_c.restype = _ARGS + [ctypes.c_int], ctypes.c_int
 
 
 def scratch_size(max_height: int, max_width: int, output_size: tuple[int, int]) -> int:

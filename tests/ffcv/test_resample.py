@@ -6,7 +6,8 @@ from PIL import Image
 
 from ccrop_loaders import BoxTable
 from ccrop_loaders.ffcv import ContrastiveCropRGBImageDecoder, Loader
-from ccrop_loaders.ffcv.resample import RESIZE_OK, resize_crop, resize_crop_portable_c, scratch_size
+from ccrop_loaders.ffcv.resample import (RESIZE_OK, SIMD, SIMD_AVX2, SIMD_AVX512, SIMD_NONE, resize_crop,
+                                         resize_crop_simd_c, scratch_size)
 from ccrop_loaders.sample_data import _source_photos
 
 
@@ -16,26 +17,33 @@ def resized(image, window, size, mirror=False):
     return out
 
 
-def resized_portable(image, window, size, mirror=False):
+def resized_with(simd, image, window, size, mirror=False):
     out = np.empty((*size, 3), np.uint8)
     scratch = np.empty(scratch_size(*image.shape[:2], size), np.int64)
-    code = resize_crop_portable_c(image.ctypes.data, *image.shape[:2], *window, mirror, out.ctypes.data, *size,
-                                  scratch.ctypes.data, scratch.nbytes)
+    code = resize_crop_simd_c(image.ctypes.data, *image.shape[:2], *window, mirror, out.ctypes.data, *size,
+                              scratch.ctypes.data, scratch.nbytes, simd)
     assert code == RESIZE_OK
     return out
 
 
-def test_simd_and_portable_paths_give_the_same_pixels():
-    # the AVX2 path (where the CPU has it) against the portable C one: odd sizes, tiny and huge scale factors
-    rng = np.random.default_rng(0)
+@pytest.mark.parametrize("simd", [SIMD_AVX2, SIMD_AVX512])
+def test_every_instruction_set_gives_the_portable_pixels(simd):
+    # odd sizes, tiny and huge scale factors (AVX-512 hands large downscales to AVX2), mirrored or not
+    if SIMD < simd:
+        pytest.skip(f"this CPU lacks the instruction set (it has level {SIMD})")
+    rng = np.random.default_rng(simd)
     for _ in range(150):
         h, w = rng.integers(1, 300, 2)
         image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
         crop_h, crop_w = rng.uniform(0.2, h), rng.uniform(0.2, w)
         window = (rng.uniform(0, h - crop_h), rng.uniform(0, w - crop_w), crop_h, crop_w)
         size = tuple(rng.integers(1, 260, 2))
+        if rng.integers(2):  # half of them the usual views: downscales by 1 to 2.5
+            size = tuple(max(1, int(round(side / rng.uniform(1.0, 2.5)))) for side in (crop_h, crop_w))
         mirror = bool(rng.integers(2))
-        np.testing.assert_array_equal(resized(image, window, size, mirror), resized_portable(image, window, size, mirror))
+        np.testing.assert_array_equal(resized_with(simd, image, window, size, mirror),
+                                      resized_with(SIMD_NONE, image, window, size, mirror))
+    np.testing.assert_array_equal(resized(image, window, size), resized_with(SIMD, image, window, size))
 
 
 @pytest.mark.parametrize("size", [(224, 224), (97, 131), (300, 250)])
