@@ -8,8 +8,7 @@
  *                    exact int32 sums rounded once: (sum + 2^20) >> 21.
  * Weights are non-negative and sum to one, so nothing overflows or saturates.
  * Three implementations give the same pixels, bit for bit, the best the CPU
- * has chosen at run time: AVX-512 (BW, VBMI; the horizontal pass), AVX2 and
- * portable C.
+ * has chosen at run time: AVX-512 (BW, VBMI), AVX2 and portable C.
  *
  * Built as the extension module ccrop_loaders.ffcv._resample (the Python module
  * is empty; the functions are reached through ctypes, from numba-compiled loops).
@@ -228,10 +227,11 @@ __attribute__((target("avx2"))) static void vertical_avx2(const struct plan *p, 
                                                           int64_t y) {
     const int32_t *c = p->row_coef + y * p->row_stride;
     int32_t n = p->row_count[y];
-    const int64_t span = p->span, body = span / 32 * 32;
+    const int64_t span = p->span;
     int16_t *const mid = p->mid;
     const __m256i zero = _mm256_setzero_si256();
-    for (int64_t j = 0; j < body; j += 32) {
+    for (int64_t j = 0; j + 32 <= span || (j < span && span >= 32); j += 32) {
+        j = j + 32 <= span ? j : span - 32; /* the last step overlaps the one before it: the same values again */
         __m256i lo = zero, hi = zero;
         for (int32_t k = 0; k < n; k++) {
             __m256i v = _mm256_loadu_si256((const __m256i *)(row0 + k * stride + j));
@@ -242,12 +242,8 @@ __attribute__((target("avx2"))) static void vertical_avx2(const struct plan *p, 
         _mm256_storeu_si256((__m256i *)(mid + j), _mm256_permute2x128_si256(lo, hi, 0x20));
         _mm256_storeu_si256((__m256i *)(mid + j + 16), _mm256_permute2x128_si256(lo, hi, 0x31));
     }
-    for (int64_t j = body; j < span; j++) {
-        uint32_t sum = 0;
-        for (int32_t k = 0; k < n; k++)
-            sum += ((uint32_t)row0[k * stride + j] << 8) * (uint32_t)c[k] >> 16;
-        mid[j] = (int16_t)sum;
-    }
+    if (span < 32)
+        vertical_portable(p, row0, stride, y);
 }
 
 /* Two output pixels' taps 2g, 2g + 1: mid at a and b (int16 RGB) -> (r0 r1 g0 g1 b0 b1 0 0) per 128-bit lane. */
@@ -345,6 +341,29 @@ static int plan_quads(struct plan *p, int mirror, int64_t out_w) {
     return 1;
 }
 
+__attribute__((target("avx512f,avx512bw"))) static void vertical_avx512(const struct plan *p, const uint8_t *row0,
+                                                                       int64_t stride, int64_t y) {
+    const int32_t *c = p->row_coef + y * p->row_stride;
+    int32_t n = p->row_count[y];
+    const int64_t span = p->span;
+    int16_t *const mid = p->mid;
+    const __m512i zero = _mm512_setzero_si512();
+    const __m512i first = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11), second = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
+    for (int64_t j = 0; j < span; j += 64) {
+        /* the last step loads only the window's bytes (zeros past it) and writes zeros into mid's padding */
+        __mmask64 bytes = span - j >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << (span - j)) - 1;
+        __m512i lo = zero, hi = zero;
+        for (int32_t k = 0; k < n; k++) {
+            __m512i v = _mm512_maskz_loadu_epi8(bytes, row0 + k * stride + j);
+            __m512i w = _mm512_set1_epi16((short)c[k]);
+            lo = _mm512_add_epi16(lo, _mm512_mulhi_epu16(_mm512_unpacklo_epi8(zero, v), w)); /* (v << 8) * w >> 16 */
+            hi = _mm512_add_epi16(hi, _mm512_mulhi_epu16(_mm512_unpackhi_epi8(zero, v), w));
+        }
+        _mm512_storeu_si512(mid + j, _mm512_permutex2var_epi64(lo, first, hi)); /* back to source order */
+        _mm512_storeu_si512(mid + j + 32, _mm512_permutex2var_epi64(lo, second, hi));
+    }
+}
+
 __attribute__((target("avx512f,avx512bw,avx512vbmi"))) static void horizontal_avx512(const struct plan *p,
                                                                                      uint8_t *dst, int64_t out_w) {
     /* after packing, 128-bit lane j holds pixel j then pixel 4 + j (RGB0): gather the 8 pixels' RGB in order */
@@ -423,7 +442,10 @@ static int resize(const uint8_t *image, int64_t image_h, int64_t image_w, double
         if (!quads)
             plan_pairs(&p, mirror, out_w);
         for (int64_t y = 0; y < out_h; y++) {
-            vertical_avx2(&p, window + p.row_first[y] * stride, stride, y);
+            if (simd >= SIMD_AVX512)
+                vertical_avx512(&p, window + p.row_first[y] * stride, stride, y);
+            else
+                vertical_avx2(&p, window + p.row_first[y] * stride, stride, y);
             if (quads)
                 horizontal_avx512(&p, out + y * out_w * 3, out_w);
             else
