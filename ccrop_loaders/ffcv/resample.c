@@ -19,7 +19,7 @@
 #include <string.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define HAVE_AVX2 1
+#define HAVE_X86_SIMD 1
 #include <immintrin.h>
 #endif
 
@@ -201,7 +201,7 @@ static void horizontal_portable(const struct plan *p, int mirror, uint8_t *dst, 
 
 /* ---- AVX2 ---- */
 
-#ifdef HAVE_AVX2
+#ifdef HAVE_X86_SIMD
 /* Output pixels in pairs (2q, 2q + 1) of output order, taps in twos: per pair q and group g, 16 int16
  * (c0 c1 c0 c1 c0 c1 0 0 | the same for the second pixel), matching what `spread` makes of mid. */
 __attribute__((target("avx2"))) static void plan_pairs(struct plan *p, int mirror, int64_t out_w) {
@@ -299,7 +299,7 @@ __attribute__((target("avx2"))) static void horizontal_avx2(const struct plan *p
 
 /* ---- AVX-512 (BW, VBMI) ---- */
 
-#ifdef HAVE_AVX2
+#ifdef HAVE_X86_SIMD
 /* Output pixels in quads (4 consecutive, output order) whose taps lie within 21 source pixels of the
  * quad's first: two 64-byte loads of mid serve the whole quad, vpermt2b spreads them per tap pair g as
  * (r0 r1 g0 g1 b0 b1 . .) per 128-bit lane, one lane per pixel. Returns 0 where a quad's taps spread
@@ -398,7 +398,7 @@ __attribute__((target("avx512f,avx512bw,avx512vbmi"))) static void horizontal_av
 
 /* The instruction sets this CPU gives the resampler: SIMD_NONE (portable C), SIMD_AVX2 or SIMD_AVX512. */
 int ccrop_resize_simd(void) {
-#ifdef HAVE_AVX2
+#ifdef HAVE_X86_SIMD
     if (__builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vbmi"))
         return SIMD_AVX512;
     if (__builtin_cpu_supports("avx2"))
@@ -435,7 +435,7 @@ static int resize(const uint8_t *image, int64_t image_h, int64_t image_w, double
     memset(p.mid + p.span, 0, (size_t)(p.mid_length - p.span) * 2);
     int64_t stride = image_w * 3;
     const uint8_t *window = image + p.col0 * 3;
-#ifdef HAVE_AVX2
+#ifdef HAVE_X86_SIMD
     simd = simd < ccrop_resize_simd() ? simd : ccrop_resize_simd();
     if (simd >= SIMD_AVX2) {
         int quads = simd >= SIMD_AVX512 && plan_quads(&p, mirror, out_w);
