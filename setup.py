@@ -1,7 +1,7 @@
 """The compiled pieces of the FFCV adapter, both reached through ctypes. Metadata lives in setup.cfg.
 
 - ``_jpeg_region``: region decoding with libjpeg-turbo's libjpeg API;
-- ``_resample``: the antialiased crop-resize (AVX2 with a portable fallback).
+- ``_resample``: the antialiased crop-resize (AVX-512 or AVX2, with a portable fallback).
 
 Optional, so the core and the DALI adapter install without libjpeg headers or a
 compiler; ``ccrop_loaders.ffcv`` says what to install when one was not built.

@@ -43,12 +43,10 @@ static int64_t taps_bound(double extent, int64_t out_size) {
     return (int64_t)ceil(scale > 1.0 ? scale : 1.0) * 2 + 2;
 }
 
-static int64_t align32(int64_t bytes) { return (bytes + 31) / 32 * 32; }
-
 /* Where each table lives in the scratch, for one window and output size. */
 struct plan {
     int64_t col0, span;                      /* first source column of the window; its width in bytes (3 per pixel) */
-    int32_t row_stride, col_stride;          /* taps bound per row / column output: the tables' row length */
+    int32_t row_stride, col_stride;          /* taps bound per row / column output: the tables' row length (even) */
     int32_t col_taps;                        /* the most taps any column output has */
     int64_t pairs, mid_length;
     int32_t *row_first, *row_count, *row_coef;
@@ -61,47 +59,44 @@ struct plan {
     float *weights;
 };
 
-/* Bytes of scratch for a window of up to `height` x `width` pixels; fills `plan` when it is not NULL. */
-static int64_t layout(double height, double width, int64_t out_h, int64_t out_w, char *base, struct plan *plan) {
+/* The next `bytes` of the scratch at *cursor, 32-byte aligned. */
+static void *take(uintptr_t *cursor, int64_t bytes) {
+    void *table = (void *)*cursor;
+    *cursor += (uintptr_t)(bytes + 31) / 32 * 32;
+    return table;
+}
+
+/* Lays the tables for a window of up to `height` x `width` pixels out from `base` (32-byte aligned, or 0 to
+ * only size them) into `plan`; returns the bytes of scratch they need. */
+static int64_t layout(double height, double width, int64_t out_h, int64_t out_w, uintptr_t base, struct plan *plan) {
     int64_t row_stride = taps_bound(height, out_h), col_stride = taps_bound(width, out_w);
     int64_t groups = (col_stride + 1) / 2;
     int64_t pairs = (out_w + GROUP - 1) / GROUP * (GROUP / 2);
     int64_t span = ((int64_t)ceil(width) + 1) * 3;
-    int64_t mid_length = span + 6 * (2 * groups + 2) + 64; /* vector loads read past the window: zeros */
-    int64_t sizes[] = {
-        mid_length * 2,                                   /* mid */
-        pairs * groups * 16 * 2,                          /* pair_coef */
-        out_h * 4, out_h * 4, out_h * row_stride * 4,     /* row_first, row_count, row_coef */
-        out_w * 4, out_w * col_stride * 4,                /* col_first, col_coef */
-        pairs * 2 * 4,                                    /* pair_first */
-        (row_stride > col_stride ? row_stride : col_stride) * 4, /* weights */
-        pairs / 2 * 4,                                    /* quad_first */
-        pairs / 2 * groups * 32 * 2, pairs / 2 * groups * 32 * 2, /* quad_index, quad_coef */
-    };
-    int64_t offsets[sizeof sizes / sizeof sizes[0]], total = 0;
-    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
-        offsets[i] = total;
-        total += align32(sizes[i]);
-    }
-    if (plan != NULL) {
-        plan->row_stride = (int32_t)row_stride;
-        plan->col_stride = (int32_t)col_stride;
-        plan->pairs = pairs;
-        plan->mid_length = mid_length;
-        plan->mid = (int16_t *)(base + offsets[0]);
-        plan->pair_coef = (int16_t *)(base + offsets[1]);
-        plan->row_first = (int32_t *)(base + offsets[2]);
-        plan->row_count = (int32_t *)(base + offsets[3]);
-        plan->row_coef = (int32_t *)(base + offsets[4]);
-        plan->col_first = (int32_t *)(base + offsets[5]);
-        plan->col_coef = (int32_t *)(base + offsets[6]);
-        plan->pair_first = (int32_t *)(base + offsets[7]);
-        plan->weights = (float *)(base + offsets[8]);
-        plan->quad_first = (int32_t *)(base + offsets[9]);
-        plan->quad_index = (uint8_t *)(base + offsets[10]);
-        plan->quad_coef = (int16_t *)(base + offsets[11]);
-    }
-    return total + 32; /* the caller's buffer may start anywhere: room to align it */
+    uintptr_t cursor = base;
+    plan->row_stride = (int32_t)row_stride;
+    plan->col_stride = (int32_t)col_stride;
+    plan->pairs = pairs;
+    plan->mid_length = span + 6 * (2 * groups + 2) + 64; /* vector loads read past the window: zeros */
+    plan->mid = take(&cursor, plan->mid_length * 2);
+    plan->pair_coef = take(&cursor, pairs * groups * 16 * 2);
+    plan->row_first = take(&cursor, out_h * 4);
+    plan->row_count = take(&cursor, out_h * 4);
+    plan->row_coef = take(&cursor, out_h * row_stride * 4);
+    plan->col_first = take(&cursor, out_w * 4);
+    plan->col_coef = take(&cursor, out_w * col_stride * 4);
+    plan->pair_first = take(&cursor, pairs * 2 * 4);
+    plan->weights = take(&cursor, (row_stride > col_stride ? row_stride : col_stride) * 4);
+    plan->quad_first = take(&cursor, pairs / 2 * 4);
+    plan->quad_index = take(&cursor, pairs / 2 * groups * 64);
+    plan->quad_coef = take(&cursor, pairs / 2 * groups * 32 * 2);
+    return (int64_t)(cursor - base) + 32; /* the caller's buffer may start anywhere: room to align it */
+}
+
+/* The source column of output pixel `xo`, mirrored or not; past the row (the SIMD passes' padding), the last. */
+static inline int64_t source_column(int64_t xo, int64_t out_w, int mirror) {
+    xo = xo < out_w ? xo : out_w - 1;
+    return mirror ? out_w - 1 - xo : xo;
 }
 
 static inline int64_t floor_int(double x) {
@@ -184,7 +179,7 @@ static void horizontal_portable(const struct plan *p, int mirror, uint8_t *dst, 
     const int16_t *const mid = p->mid;
     const int32_t taps = p->col_taps;
     for (int64_t xo = 0; xo < out_w; xo++) {
-        int64_t x = mirror ? out_w - 1 - xo : xo;
+        int64_t x = source_column(xo, out_w, mirror);
         const int16_t *src = mid + (int64_t)p->col_first[x] * 3;
         const int32_t *c = p->col_coef + x * p->col_stride;
         int32_t r = 1 << (OUT_SHIFT - 1), g = r, b = r;
@@ -209,14 +204,12 @@ __attribute__((target("avx2"))) static void plan_pairs(struct plan *p, int mirro
     for (int64_t q = 0; q < p->pairs; q++) {
         int64_t x[2];
         for (int i = 0; i < 2; i++) {
-            int64_t xo = 2 * q + i < out_w ? 2 * q + i : out_w - 1; /* the padding repeats the last pixel */
-            x[i] = mirror ? out_w - 1 - xo : xo;
+            x[i] = source_column(2 * q + i, out_w, mirror);
             p->pair_first[2 * q + i] = p->col_first[x[i]] * 3;
         }
         const int32_t *a = p->col_coef + x[0] * p->col_stride, *b = p->col_coef + x[1] * p->col_stride;
-        for (int32_t g = 0; g < groups; g++) {
-            int32_t ka = 2 * g + 1 < p->col_stride ? a[2 * g + 1] : 0, kb = 2 * g + 1 < p->col_stride ? b[2 * g + 1] : 0;
-            int32_t ca = (a[2 * g] & 0xffff) | (ka << 16), cb = (b[2 * g] & 0xffff) | (kb << 16);
+        for (int32_t g = 0; g < groups; g++) { /* tap 2g + 1 is inside the row: col_stride is even */
+            int32_t ca = (a[2 * g] & 0xffff) | (a[2 * g + 1] << 16), cb = (b[2 * g] & 0xffff) | (b[2 * g + 1] << 16);
             _mm256_storeu_si256((__m256i *)(p->pair_coef + (q * groups + g) * 16),
                                 _mm256_setr_epi32(ca, ca, ca, 0, cb, cb, cb, 0));
         }
@@ -310,8 +303,7 @@ static int plan_quads(struct plan *p, int mirror, int64_t out_w) {
         int64_t x[4];
         int32_t base = INT32_MAX;
         for (int i = 0; i < 4; i++) {
-            int64_t xo = 4 * k + i < out_w ? 4 * k + i : out_w - 1; /* the padding repeats the last pixel */
-            x[i] = mirror ? out_w - 1 - xo : xo;
+            x[i] = source_column(4 * k + i, out_w, mirror);
             base = p->col_first[x[i]] < base ? p->col_first[x[i]] : base;
         }
         p->quad_first[k] = base * 3;
@@ -324,7 +316,7 @@ static int plan_quads(struct plan *p, int mirror, int64_t out_w) {
                 uint8_t *index = p->quad_index + (k * groups + g) * 64 + 16 * i;
                 int16_t *coef = p->quad_coef + (k * groups + g) * 32 + 8 * i;
                 int32_t t = 2 * g, pixel = 3 * (offset + t);
-                int16_t c0 = (int16_t)c[t], c1 = (int16_t)(t + 1 < p->col_stride ? c[t + 1] : 0);
+                int16_t c0 = (int16_t)c[t], c1 = (int16_t)c[t + 1]; /* col_stride is even */
                 for (int ch = 0; ch < 3; ch++) { /* the int16 (pixel, channel) and (pixel + 1, channel): 2 bytes each */
                     index[4 * ch] = (uint8_t)(2 * (pixel + ch));
                     index[4 * ch + 1] = (uint8_t)(2 * (pixel + ch) + 1);
@@ -411,7 +403,8 @@ int ccrop_resize_simd(void) {
 int64_t ccrop_resize_scratch_bytes(int64_t max_height, int64_t max_width, int64_t out_h, int64_t out_w) {
     if (max_height < 1 || max_width < 1 || out_h < 1 || out_w < 1)
         return -1;
-    return layout((double)max_height, (double)max_width, out_h, out_w, NULL, NULL);
+    struct plan sizes;
+    return layout((double)max_height, (double)max_width, out_h, out_w, 0, &sizes);
 }
 
 static int resize(const uint8_t *image, int64_t image_h, int64_t image_w, double top, double left, double height,
@@ -422,9 +415,8 @@ static int resize(const uint8_t *image, int64_t image_h, int64_t image_w, double
     if (!(height > 0.0 && width > 0.0 && top >= 0.0 && left >= 0.0 && top + height <= (double)image_h &&
           left + width <= (double)image_w))
         return RESIZE_BAD_WINDOW;
-    char *base = (char *)(((uintptr_t)scratch + 31) & ~(uintptr_t)31);
     struct plan p;
-    if (layout(height, width, out_h, out_w, base, &p) > scratch_bytes)
+    if (layout(height, width, out_h, out_w, ((uintptr_t)scratch + 31) & ~(uintptr_t)31, &p) > scratch_bytes)
         return RESIZE_SMALL_SCRATCH;
     p.col0 = floor_int(left);
     int64_t col_end = -floor_int(-(left + width));
