@@ -1,8 +1,9 @@
-"""``ccrop`` command line: ``ccrop convert SRC OUT.beton``, ``ccrop demo``."""
+"""``ccrop`` command line: ``ccrop convert SRC OUT.beton``, ``ccrop clean``, ``ccrop demo``."""
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -22,6 +23,35 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _clean(args: argparse.Namespace) -> int:
+    from .core.files import shm_dir
+    from .core.table import orphaned_tables
+
+    directory = args.dir or shm_dir()
+    try:
+        leftovers = orphaned_tables(directory)
+    except OSError as err:
+        print(f"ccrop clean: cannot list {directory}: {err}", file=sys.stderr)
+        return 2
+    failed = 0
+    for path in leftovers:
+        size = path.stat().st_size if path.exists() else 0
+        if args.dry_run:
+            print(f"would remove {path} ({size:,} bytes)")
+            continue
+        try:
+            path.unlink()
+            print(f"removed {path} ({size:,} bytes)")
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            failed += 1
+            print(f"ccrop clean: cannot remove {path}: {err}", file=sys.stderr)
+    if not leftovers:
+        print(f"no leftover box tables in {directory}")
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ccrop", description="ContrastiveCrop loaders for FFCV and DALI")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -35,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     conv.add_argument("--write-mode", choices=("jpg", "raw"), default="jpg", help="image storage (default jpg)")
     conv.add_argument("--strict", action="store_true", help="stop at the first unreadable file instead of skipping")
     conv.set_defaults(run=_convert)
+    clean = sub.add_parser("clean", help="remove shared-memory box tables whose creator process is gone "
+                                         "(left by SIGKILL or a crash); never a live one")
+    clean.add_argument("--dir", type=Path, default=None, help="where tables live (default: $CCROP_SHM_DIR or /dev/shm)")
+    clean.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
+    clean.set_defaults(run=_clean)
     demo = sub.add_parser("demo", help="run the demo (see python -m ccrop_loaders.demo --help)")
     demo.set_defaults(run=lambda a: __import__("ccrop_loaders.demo").demo.main([]) or 0)
     args = parser.parse_args(argv)

@@ -223,14 +223,16 @@ def _check_int(name: str, value, lo: int = 0, hi: int = 2**64 - 1) -> int:
     return value
 
 
-def _check_positive_ints(name: str, values) -> np.ndarray:
+def _check_int_array(name: str, values, lo: int, hi: int) -> np.ndarray:
+    """A 1-D integer array with every value in [lo, hi], as int64 (the bounds ``sample_crop`` applies)."""
     arr = np.asarray(values)
     if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
         raise ValueError(f"{name} must be a 1-D integer array, got dtype {arr.dtype} and shape {arr.shape}")
-    bad = arr < 1
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise ValueError(f"{name}[{i}] = {arr[i]} (expected >= 1)")
+    if arr.size:
+        bad = (arr < lo) | (arr > hi)  # numpy compares mixed signed/unsigned integers exactly
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(f"{name}[{i}] = {arr[i]} (expected an integer in [{lo}, {hi}])")
     return arr.astype(np.int64)
 
 
@@ -303,14 +305,9 @@ def sample_crops(
     Window ``[i, v]`` equals ``sample_crop(heights[i], widths[i], boxes[i],
     index=indices[i], view=v, ...)`` whatever the number of threads.
     """
-    heights = _check_positive_ints("heights", heights)
-    widths = _check_positive_ints("widths", widths)
-    idx = np.asarray(indices)
-    if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
-        raise ValueError(f"indices must be a 1-D integer array, got dtype {idx.dtype} and shape {idx.shape}")
-    if (idx < 0).any():
-        i = int(np.argmax(idx < 0))
-        raise ValueError(f"indices[{i}] = {idx[i]} (expected >= 0)")
+    heights = _check_int_array("heights", heights, 1, 2**31 - 1)
+    widths = _check_int_array("widths", widths, 1, 2**31 - 1)
+    idx = _check_int_array("indices", indices, 0, 2**63 - 1)
     boxes = check_boxes(boxes)
     n = idx.shape[0]
     for name, arr in (("heights", heights), ("widths", widths), ("boxes", boxes)):
@@ -320,7 +317,7 @@ def sample_crops(
     scale_lo, scale_hi = check_range("scale", scale)
     ratio_lo, ratio_hi = check_range("ratio", ratio)
     return _crop_windows(
-        heights, widths, boxes, idx.astype(np.int64), views, scale_lo, scale_hi,
+        heights, widths, boxes, idx, views, scale_lo, scale_hi,
         math.log(ratio_lo), math.log(ratio_hi), beta_quantiles(alpha),
         np.uint64(_check_int("seed", seed)), _check_int("epoch", epoch, 0, 2**63 - 1),
     )

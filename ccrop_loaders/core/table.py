@@ -8,15 +8,16 @@ Memory layout (little-endian uint64 words, 8-byte aligned):
     word 3  epoch            (live control)
     word 4  seed             (live control)
     word 5  use_boxes        (live control: 0 = warm-up, every crop is RandomResizedCrop)
-    word 6  writes           (number of ``write`` calls, for readers that want to know)
-    word 7  reserved
+    word 6  writes           (number of ``write`` calls, counted atomically, for readers that want to know)
+    word 7  creator pid      (0 in saved files)
     word 8 + i  row i: y0 | x0 << 16 | y1 << 32 | x1 << 48, each coordinate round(v * 65535)
 
 A row is stored and loaded as one aligned 8-byte word, so a reader sees the old
 box or the new one, never a mix. The memory is a file under ``/dev/shm`` named
 after the table, so other processes (DALI workers, other loaders, other ranks on
 the node) attach by name; only the creator unlinks it, and attaching registers
-nothing with Python's resource tracker.
+nothing with Python's resource tracker (``files.py``: space reserved first, a
+creator lock that tells live tables from leftovers, cleanup on SIGTERM).
 
 Compiled code reads the live table through its address (``table.address``) with
 ``load_box`` and ``load_controls``: never through a captured array, which numba
@@ -28,7 +29,6 @@ import mmap
 import os
 import secrets
 import struct
-import tempfile
 import weakref
 import zlib
 from pathlib import Path
@@ -36,9 +36,12 @@ from typing import Sequence
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
+from .files import (alive, creator_gone, forget_owned, lock_as_creator, make_temp, open_regular, register_owned,
+                    replace_atomically, reserve, shm_dir, stale_temps, unlink_quietly)
 from .random import flip_draw, stream_key
 from .sampler import FULL_BOX, UNIFORM_QUANTILES, check_boxes, crop_window
 
@@ -46,16 +49,9 @@ MAGIC = b"CCROPTBL"
 FILE_MAGIC = b"CCROPBOX"
 FORMAT_VERSION = 1
 HEADER_WORDS = 8
-_W_VERSION, _W_COUNT, _W_EPOCH, _W_SEED, _W_USE_BOXES, _W_WRITES = 1, 2, 3, 4, 5, 6
+_W_VERSION, _W_COUNT, _W_EPOCH, _W_SEED, _W_USE_BOXES, _W_WRITES, _W_CREATOR = 1, 2, 3, 4, 5, 6, 7
 _SCALE = 65535.0
-
-
-def shm_dir() -> Path:
-    """Where tables live: ``$CCROP_SHM_DIR``, else ``/dev/shm``, else the temp folder."""
-    env = os.environ.get("CCROP_SHM_DIR")
-    if env:
-        return Path(env)
-    return Path("/dev/shm") if os.path.isdir("/dev/shm") else Path(tempfile.gettempdir())
+MAX_SAMPLES = 2**40  # 8 TiB of rows: anything larger is a forged or mistaken size
 
 
 def _check_name(name: str) -> str:
@@ -76,6 +72,24 @@ def _words_at(typingctx, address):
         return builder.inttoptr(args[0], context.get_value_type(types.CPointer(types.uint64)))
 
     return sig, codegen
+
+
+@intrinsic
+def _atomic_add(typingctx, address, value):
+    """``*(uint64*)address += value`` as one atomic read-modify-write (seq_cst); returns the old value."""
+    sig = types.uint64(types.intp, types.uint64)
+
+    def codegen(context, builder, signature, args):
+        pointer = builder.inttoptr(args[0], ir.PointerType(ir.IntType(64)))
+        return builder.atomic_rmw("add", pointer, args[1], "seq_cst")
+
+    return sig, codegen
+
+
+@numba.njit(cache=True, nogil=True)
+def count_write(address):
+    """Add one to the ``writes`` word of the table at ``address``, atomically across threads and processes."""
+    _atomic_add(address + 8 * _W_WRITES, np.uint64(1))
 
 
 @numba.njit(inline="always", cache=True)
@@ -180,13 +194,34 @@ def unpack_boxes(rows: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------- the table
 
 
-def _unlink_file(path: str, creator_pid: int | None = None) -> None:
-    """Remove ``path``; with ``creator_pid``, only from that process (not from a forked child at exit)."""
-    if creator_pid is not None and os.getpid() != creator_pid:
-        return
+class TableMapping:
+    """One process's mapping of a table: ``words`` uint64 (8 + n,) and its ``address``.
+
+    Unmapped only when the last reference to it (or to ``words``) goes away, so a
+    loader that keeps this object can go on reading after the user closed or
+    unlinked the ``BoxTable``: compiled code holding ``address`` never faults.
+    """
+
+    __slots__ = ("words", "num_samples", "__weakref__")
+
+    def __init__(self, fd: int, size: int):
+        self.words = np.frombuffer(mmap.mmap(fd, size), dtype=np.uint64)
+        self.num_samples = size // 8 - HEADER_WORDS
+
+    @property
+    def address(self) -> int:
+        """Address of the mapped words in this process; valid while this object lives."""
+        return self.words.ctypes.data
+
+
+def _release(path: str, creator_pid: int, lock_fd: int) -> None:
+    """Finalizer of an owner: unlink the table's name (only in the creating process) and drop its creator lock."""
+    if os.getpid() == creator_pid:
+        unlink_quietly(path)
+        forget_owned(path)
     try:
-        os.unlink(path)
-    except FileNotFoundError:
+        os.close(lock_fd)
+    except OSError:
         pass
 
 
@@ -197,95 +232,124 @@ class BoxTable:
     elsewhere with ``BoxTable.attach(table.name)``. Rows are ``(y0, x0, y1, x1)``
     in [0, 1] at 1/65535 resolution. ``epoch``, ``seed`` and ``use_boxes`` are live
     controls that every loader reading the table follows.
+
+    Lifetimes: ``close()`` drops this object's hold on the mapping; loaders that
+    read the table keep their own (``mapping()``), so no order of close, unlink or
+    garbage collection unmaps memory a loader still reads. The owner unlinks the
+    name on ``unlink()``, on leaving its ``with`` block, at exit and on SIGTERM;
+    ``ccrop clean`` removes tables whose creator died (SIGKILL).
     """
 
-    def __init__(self, path: Path, *, owner: bool):
+    def __init__(self, path: Path, mapping: TableMapping, *, owner_lock_fd: int | None = None):
         self._path = str(path)
-        self._owner = owner
-        with open(path, "r+b") as f:
-            self._mmap = mmap.mmap(f.fileno(), 0)
-        self._words = np.frombuffer(self._mmap, dtype=np.uint64)
-        self._finalizer = weakref.finalize(self, _unlink_file, self._path, os.getpid()) if owner else None
+        self._mapping: TableMapping | None = mapping
+        self._owner = owner_lock_fd is not None
+        self._finalizer = None
+        if self._owner:
+            register_owned(self._path)
+            self._finalizer = weakref.finalize(self, _release, self._path, os.getpid(), owner_lock_fd)
 
     # ------------------------------------------------------------- lifetime
 
     @classmethod
     def create(cls, num_samples: int, *, name: str | None = None,
                init_box: Sequence[float] = FULL_BOX) -> "BoxTable":
-        """A new table of ``num_samples`` rows, each ``init_box``; controls epoch 0, seed 0, use_boxes True."""
+        """A new table of ``num_samples`` rows, each ``init_box``; controls epoch 0, seed 0, use_boxes True.
+
+        The file is reserved in full (``posix_fallocate``), filled under a temp name
+        and linked to its name only when complete; a full filesystem raises an
+        ``OSError`` naming the bytes needed and leaves nothing behind.
+        """
         if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
             raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
         num_samples = int(num_samples)
+        if num_samples > MAX_SAMPLES:
+            raise ValueError(f"num_samples must be at most {MAX_SAMPLES:,}, got {num_samples:,}")
         init = np.asarray(init_box, dtype=np.float64)
         if init.shape != (4,):
             raise ValueError(f"init_box must be (y0, x0, y1, x1), got shape {init.shape}")
         row = pack_boxes(init[None])[0]
         name = _check_name(name) if name is not None else f"ccrop-{os.getpid()}-{secrets.token_hex(4)}"
-        path = shm_dir() / name
-        header = np.zeros(HEADER_WORDS, dtype=np.uint64)
-        header[0] = np.frombuffer(MAGIC, dtype=np.uint64)[0]
-        header[_W_VERSION], header[_W_COUNT], header[_W_USE_BOXES] = FORMAT_VERSION, num_samples, 1
+        directory = shm_dir()
+        path = directory / name
+        if os.path.lexists(path):
+            raise FileExistsError(f"a box table named {name!r} already exists at {path}")
+        size = 8 * (HEADER_WORDS + num_samples)
+        fd, tmp = make_temp(directory, name)
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            raise FileExistsError(f"a box table named {name!r} already exists at {path}") from None
-        try:
-            os.ftruncate(fd, 8 * (HEADER_WORDS + num_samples))
-            with mmap.mmap(fd, 0) as mm:
-                words = np.frombuffer(mm, dtype=np.uint64)
-                words[HEADER_WORDS:] = row
-                words[:HEADER_WORDS] = header
-                del words
+            lock_as_creator(fd)
+            reserve(fd, size, directory, f"a box table of {num_samples:,} samples")
+            mapping = TableMapping(fd, size)
+            mapping.words[HEADER_WORDS:] = row
+            header = mapping.words[:HEADER_WORDS]
+            header[_W_VERSION], header[_W_COUNT], header[_W_USE_BOXES] = FORMAT_VERSION, num_samples, 1
+            header[_W_CREATOR] = os.getpid()
+            header[0] = np.frombuffer(MAGIC, dtype=np.uint64)[0]
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise FileExistsError(f"a box table named {name!r} already exists at {path}") from None
         except BaseException:
-            os.unlink(path)
+            os.close(fd)
             raise
         finally:
-            os.close(fd)
-        return cls(path, owner=True)
+            unlink_quietly(tmp)
+        return cls(path, mapping, owner_lock_fd=fd)
 
     @classmethod
     def attach(cls, name: str) -> "BoxTable":
         """Open the table another process created, by name (the same memory, not a copy)."""
         path = shm_dir() / _check_name(name)
-        if not path.exists():
+        what = f"shared table {name!r} ({path})"
+        try:
+            fd = open_regular(path, os.O_RDWR | os.O_NOFOLLOW, what)
+        except FileNotFoundError:
             raise FileNotFoundError(f"no box table named {name!r} (looked for {path}); "
-                                    "create it with BoxTable.create(...) first")
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            head = f.read(8 * HEADER_WORDS)
-        _check_header(head, f"shared table {name!r}", size - 8 * HEADER_WORDS)
-        return cls(path, owner=False)
+                                    "create it with BoxTable.create(...) first") from None
+        try:
+            size = os.fstat(fd).st_size
+            _check_header(os.pread(fd, 8 * HEADER_WORDS, 0), what, size - 8 * HEADER_WORDS)
+            mapping = TableMapping(fd, size)
+        finally:
+            os.close(fd)
+        return cls(path, mapping)
+
+    def mapping(self) -> TableMapping:
+        """This process's mapping of the table, for code that reads ``address`` later (loaders): keep the
+        returned object as long as that code may run; it stays valid after ``close()`` and ``unlink()``."""
+        if self._mapping is None:
+            raise ValueError(f"box table {self.name!r} is closed")
+        return self._mapping
 
     def close(self) -> None:
-        """Unmap this process's view; the table lives on for others until ``unlink``."""
-        if self._mmap is not None:
-            self._words = None
-            try:
-                self._mmap.close()
-            except BufferError:
-                raise BufferError("the table's memory is still in use by an array obtained from it; "
-                                  "delete that array before closing") from None
-            self._mmap = None
+        """Drop this object's hold on the table's memory (unmapped once loaders holding ``mapping()`` let go too).
+
+        The table lives on for other processes until ``unlink``. Idempotent.
+        """
+        self._mapping = None
 
     def unlink(self) -> None:
-        """Remove the table's name; processes that have it open keep their mapping."""
-        _unlink_file(self._path)
-        if self._finalizer is not None:
-            self._finalizer.detach()
+        """Remove the table's name (owner only, idempotent); processes that have it open keep their mapping."""
+        if not self._owner:
+            raise PermissionError(f"box table {self.name!r} was attached, not created, by this process: only its "
+                                  "creator unlinks it")
+        self._finalizer()
 
     def __enter__(self) -> "BoxTable":
         return self
 
     def __exit__(self, *exc) -> None:
-        self.close()
-        if self._owner:
-            self.unlink()
+        try:
+            self.close()
+        finally:
+            if self._owner:
+                self.unlink()
 
     def __reduce__(self):
         return (BoxTable.attach, (self.name,))
 
     def __repr__(self) -> str:
-        state = "closed" if self._mmap is None else f"{len(self)} samples, epoch {self.epoch}, " \
+        state = "closed" if self._mapping is None else f"{len(self)} samples, epoch {self.epoch}, " \
             f"seed {self.seed}, use_boxes {self.use_boxes}"
         return f"BoxTable({self.name!r}, {state})"
 
@@ -298,20 +362,19 @@ class BoxTable:
     @property
     def words(self) -> np.ndarray:
         """The whole mapped table as uint64 (8 + n,): header then packed rows."""
-        if self._words is None:
-            raise ValueError(f"box table {self.name!r} is closed")
-        return self._words
+        return self.mapping().words
 
     @property
     def address(self) -> int:
         """Address of the mapped table in this process, for ``load_box``/``load_controls`` in numba code.
 
-        Valid while this object stays open.
+        Valid while this object stays open; code that runs later (a loader) keeps
+        ``mapping()`` instead and reads its ``address``.
         """
-        return self.words.ctypes.data
+        return self.mapping().address
 
     def __len__(self) -> int:
-        return int(self.words[_W_COUNT])
+        return self.mapping().num_samples
 
     def check_dataset_size(self, num_samples: int) -> None:
         """Refuse a dataset of another size than the table (one row per global sample index)."""
@@ -339,14 +402,17 @@ class BoxTable:
 
     @use_boxes.setter
     def use_boxes(self, value: bool) -> None:
-        if not isinstance(value, (bool, np.bool_)):
-            raise TypeError(f"use_boxes must be a bool, got {type(value).__name__} {value!r}")
-        self.words[_W_USE_BOXES] = int(value)
+        self.words[_W_USE_BOXES] = int(_check_flag("use_boxes", value))
 
     @property
     def writes(self) -> int:
-        """How many ``write`` calls the table has seen (any process)."""
+        """How many ``write`` calls the table has seen (any process; counted atomically)."""
         return self._control(_W_WRITES)
+
+    @property
+    def creator_pid(self) -> int:
+        """Process id of the table's creator (on this host)."""
+        return self._control(_W_CREATOR)
 
     # ------------------------------------------------------------- rows
 
@@ -373,8 +439,9 @@ class BoxTable:
         if arr.ndim != 2 or arr.shape[0] != idx.shape[0]:
             raise ValueError(f"boxes must have shape ({idx.shape[0]}, 4) to match indices, got {arr.shape}")
         packed = pack_boxes(arr)
-        _store_rows(self.words, idx, packed)
-        self.words[_W_WRITES] += np.uint64(1)
+        mapping = self.mapping()
+        _store_rows(mapping.words, idx, packed)
+        count_write(mapping.address)
 
     def read(self, indices=None) -> np.ndarray:
         """Rows ``indices`` (all when None) as float32 (n, 4) ``(y0, x0, y1, x1)``."""
@@ -395,73 +462,130 @@ class BoxTable:
         """Restore rows and controls from ``state_dict()`` output (rows: int64/uint64 array or tensor).
 
         Everything is checked first (keys, version, the table's size, every row's
-        box): a bad state changes nothing.
+        box, the controls' types): a bad state changes nothing.
         """
         missing = {"version", "num_samples", "epoch", "seed", "use_boxes", "rows"} - set(state)
         if missing:
             raise KeyError(f"box table state lacks {sorted(missing)}")
-        if state["version"] != FORMAT_VERSION:
-            raise ValueError(f"box table state has format version {state['version']}, expected {FORMAT_VERSION}")
+        version = state["version"]
+        if isinstance(version, (bool, np.bool_)) or not isinstance(version, (int, np.integer)) \
+                or version != FORMAT_VERSION:
+            raise ValueError(f"box table state has format version {version!r} ({type(version).__name__}); "
+                             f"this ccrop_loaders reads version {FORMAT_VERSION} (int)")
         rows = np.asarray(state["rows"])
         if rows.dtype not in (np.int64, np.uint64) or rows.ndim != 1:
             raise ValueError(f"box table state rows must be int64 (n,), got {rows.dtype} {rows.shape}")
         n = len(self)
-        if state["num_samples"] != n or rows.shape[0] != n:
-            raise ValueError(f"the checkpoint's box table has {state['num_samples']} rows but this table has {n}: "
+        declared = _check_control("num_samples", state["num_samples"], 2**63 - 1)
+        if declared != rows.shape[0]:
+            raise ValueError(f"box table state is corrupt: it declares {declared} samples but holds "
+                             f"{rows.shape[0]} rows")
+        if declared != n:
+            raise ValueError(f"the checkpoint's box table has {declared} rows but this table has {n}: "
                              "it belongs to a different dataset")
         rows = rows.view(np.uint64)
-        check_boxes(unpack_boxes(rows), "box table state is corrupt:")
+        check_boxes(unpack_boxes(rows), "box table state is corrupt, rows")
         epoch = _check_control("epoch", state["epoch"], 2**63 - 1)
         seed = _check_control("seed", state["seed"], 2**64 - 1)
-        self.words[HEADER_WORDS:] = rows
-        self.words[_W_EPOCH], self.words[_W_SEED] = epoch, seed
-        self.words[_W_USE_BOXES] = bool(state["use_boxes"])
-        self.words[_W_WRITES] += np.uint64(1)
+        use_boxes = _check_flag("use_boxes", state["use_boxes"])
+        words = self.words
+        words[HEADER_WORDS:] = rows
+        words[_W_EPOCH], words[_W_SEED], words[_W_USE_BOXES] = epoch, seed, int(use_boxes)
+        count_write(self.address)
 
     # ------------------------------------------------------------- files
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the rows and controls to ``path`` atomically (temp file + rename).
+        """Write the rows and controls to ``path`` atomically: a crash at any point leaves the old file or the new.
 
         Format: magic ``CCROPBOX``, then the table's words (header + rows) as
-        little-endian uint64, then a CRC-32 of all that as uint32.
+        little-endian uint64, then a CRC-32 of all that as uint32. Written beside
+        the target, fsynced, renamed over it, the folder fsynced. A symlink is
+        written through (its target replaced, the link kept); a FIFO, device or
+        folder at ``path`` is refused. Stale temp files of killed saves are removed.
         """
-        path = Path(path)
         snapshot = self.words.copy()
         snapshot[0] = np.frombuffer(FILE_MAGIC, dtype=np.uint64)[0]
+        snapshot[_W_WRITES] = snapshot[_W_CREATOR] = 0
         data = snapshot.astype("<u8").tobytes()
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.write(struct.pack("<I", zlib.crc32(data)))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            _unlink_file(tmp)
-            raise
+        replace_atomically(path, data + struct.pack("<I", zlib.crc32(data)))
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, name: str | None = None) -> "BoxTable":
-        """A new shared table holding the rows and controls saved at ``path``."""
-        path = Path(path)
-        data = path.read_bytes()
-        body = data[:-4]
-        _check_header(body[: 8 * HEADER_WORDS], f"box table file {str(path)!r}", len(data) - 4 - 8 * HEADER_WORDS,
-                      magic=FILE_MAGIC)
-        (crc,) = struct.unpack("<I", data[-4:])
+        """A new shared table holding the rows and controls saved at ``path``.
+
+        Reads the header first and then only the bytes it declares, after checking
+        them against the file's size; refuses what is not a regular file (FIFO,
+        device, folder). A bad file raises ``ValueError`` naming it and what is wrong.
+        """
+        what = f"box table file {str(path)!r}"
+        fd = open_regular(path, os.O_RDONLY, what)
+        try:
+            size = os.fstat(fd).st_size
+            head = os.pread(fd, 8 * HEADER_WORDS, 0)
+            _check_header(head, what, size - 4 - 8 * HEADER_WORDS, magic=FILE_MAGIC)
+            body = _read_exactly(fd, size - 4, what)
+            (crc,) = struct.unpack("<I", os.pread(fd, 4, size - 4))
+        finally:
+            os.close(fd)
         if zlib.crc32(body) != crc:
-            raise ValueError(f"box table file {str(path)!r} is corrupt: checksum mismatch")
+            raise ValueError(f"{what} is corrupt: checksum mismatch")
         words = np.frombuffer(body, dtype="<u8").astype(np.uint64)
         rows = words[HEADER_WORDS:]
-        check_boxes(unpack_boxes(rows), f"box table file {str(path)!r} is corrupt:")
+        check_boxes(unpack_boxes(rows), f"{what} is corrupt, rows")
+        epoch = _check_control(f"{what}: epoch", int(words[_W_EPOCH]), 2**63 - 1)
+        use_boxes = _check_flag(f"{what}: use_boxes", int(words[_W_USE_BOXES]), stored=True)
         table = cls.create(len(rows), name=name)
         table.words[HEADER_WORDS:] = rows
-        table.words[_W_EPOCH] = words[_W_EPOCH]
-        table.words[_W_SEED] = words[_W_SEED]
-        table.words[_W_USE_BOXES] = words[_W_USE_BOXES] != 0
+        table.words[_W_EPOCH], table.words[_W_SEED] = epoch, words[_W_SEED]
+        table.words[_W_USE_BOXES] = int(use_boxes)
         return table
+
+
+def _read_exactly(fd: int, count: int, what: str) -> bytes:
+    chunks, offset = [], 0
+    while offset < count:
+        chunk = os.pread(fd, min(count - offset, 1 << 24), offset)
+        if not chunk:
+            raise ValueError(f"{what} is truncated: it shrank while being read")
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
+
+
+def orphaned_tables(directory: str | os.PathLike | None = None) -> list[Path]:
+    """Tables (and their creators' temp files) in ``directory`` (default ``shm_dir()``) whose creator is gone.
+
+    A table counts as orphaned only when no process holds its creator lock and its
+    recorded creator pid is not alive on this host: a live table is never listed.
+    """
+    directory = Path(directory) if directory is not None else shm_dir()
+    found = list(stale_temps(directory))
+    for entry in sorted(os.listdir(directory)):
+        path = directory / entry
+        if entry.startswith(".") or not path.is_file() or path.is_symlink():
+            continue
+        try:
+            with open(path, "rb") as f:
+                head = f.read(8 * HEADER_WORDS)
+        except OSError:
+            continue
+        if len(head) < 8 * HEADER_WORDS or head[:8] != MAGIC:
+            continue
+        creator = struct.unpack_from("<Q", head, 8 * _W_CREATOR)[0]
+        if creator_gone(path) and not alive(creator):
+            found.append(path)
+    return found
+
+
+def _check_flag(name: str, value, *, stored: bool = False) -> bool:
+    """A bool (numpy's too), or with ``stored`` the integer 0 or 1 a file holds; nothing else (not "False")."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if stored and isinstance(value, (int, np.integer)) and int(value) in (0, 1):
+        return bool(value)
+    expected = "0 or 1" if stored else "a bool"
+    raise (ValueError if stored else TypeError)(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
 
 
 def _check_control(name: str, value, hi: int) -> int:
@@ -482,6 +606,9 @@ def _check_header(head: bytes, what: str, row_bytes: int, magic: bytes = MAGIC) 
     if words[_W_VERSION] != FORMAT_VERSION:
         raise ValueError(f"{what} has format version {words[_W_VERSION]}; this ccrop_loaders reads "
                          f"version {FORMAT_VERSION}")
+    if not 1 <= words[_W_COUNT] <= MAX_SAMPLES:
+        raise ValueError(f"{what} is corrupt: its header declares {words[_W_COUNT]} samples "
+                         f"(expected 1 to {MAX_SAMPLES})")
     if row_bytes != 8 * words[_W_COUNT]:
         raise ValueError(f"{what} is truncated or corrupt: header says {words[_W_COUNT]} samples "
                          f"({8 * words[_W_COUNT]} bytes of rows), found {row_bytes} bytes")

@@ -197,3 +197,22 @@ def test_bad_input_is_named(call, error, words):
     with pytest.raises(error, match=None) as info:
         call()
     assert words in str(info.value)
+
+
+@pytest.mark.parametrize("heights, indices, words", [
+    ([2**31], [0], "heights[0] = 2147483648 (expected an integer in [1, 2147483647])"),
+    ([10], np.array([2**63], dtype=np.uint64), "indices[0] = 9223372036854775808"),
+    ([10], [-1], "indices[0] = -1"),
+])
+def test_sample_crops_refuses_what_sample_crop_refuses(heights, indices, words):
+    with pytest.raises(ValueError) as info:
+        sample_crops(heights, [10], [[0, 0, 1, 1]], indices)
+    assert words in str(info.value)
+    with pytest.raises((ValueError, TypeError)):
+        sample_crop(heights[0], 10, index=int(np.asarray(indices)[0]))
+
+
+def test_sample_crops_takes_uint64_indices_in_range():
+    idx = np.array([0, 7, 2**40], dtype=np.uint64)
+    np.testing.assert_array_equal(sample_crops([50] * 3, [60] * 3, [[0, 0, 1, 1]] * 3, idx),
+                                  sample_crops([50] * 3, [60] * 3, [[0, 0, 1, 1]] * 3, idx.astype(np.int64)))

@@ -1,6 +1,7 @@
 import multiprocessing as mp
 import os
 import threading
+import time
 
 import numba
 import numpy as np
@@ -108,6 +109,9 @@ def test_no_torn_rows_with_threads(table):
     thread = threading.Thread(target=writer)
     thread.start()
     try:
+        deadline = time.monotonic() + 60
+        while table.writes < 4 and time.monotonic() < deadline:  # the writer runs (a loaded machine is slow)
+            time.sleep(0.001)
         results = [count_torn_reads(table.address, n, 2_000_000, A_ROW, B_ROW) for _ in range(2)]
     finally:
         done.set()
@@ -119,7 +123,10 @@ def test_no_torn_rows_with_threads(table):
 
 def _reader_process(name, reads, queue):
     table = BoxTable.attach(name)
-    queue.put(count_torn_reads(table.address, len(table), reads, A_ROW, B_ROW))
+    totals, deadline = np.zeros(3, dtype=np.int64), time.monotonic() + 60
+    while totals.sum() < reads or (min(totals[1:]) == 0 and time.monotonic() < deadline):  # a loaded machine
+        totals += count_torn_reads(table.address, len(table), 100_000, A_ROW, B_ROW)
+    queue.put(tuple(int(t) for t in totals))
     table.close()
 
 
@@ -138,7 +145,7 @@ def test_no_torn_rows_across_processes(table):
     torn, seen_a, seen_b = queue.get(timeout=120)
     proc.join(timeout=60)
     assert proc.exitcode == 0
-    assert torn == 0 and seen_a + seen_b == 3_000_000
+    assert torn == 0 and seen_a + seen_b >= 3_000_000
     assert seen_a > 0 and seen_b > 0, "the reader never saw a write from the parent"
     # the attaching process exited: the table must still exist (no resource-tracker unlink)
     assert (shm_dir() / table.name).exists()
@@ -285,3 +292,78 @@ def test_bad_controls_and_names(table):
         BoxTable.create(3, init_box=(0, 1))
     with pytest.raises(IndexError, match="out of range"):
         table.read([64])
+
+
+# ----------------------------------------------------------------- lifetimes and checked states
+
+
+def test_a_mapping_outlives_close_and_unlink_in_any_order():
+    @numba.njit
+    def box_of(address, n, i):
+        return load_box(address, n, i)
+
+    for order in (("close", "unlink", "gc"), ("unlink", "close", "gc"), ("gc",)):
+        table = BoxTable.create(8)
+        table.write([3], [BOX_A])
+        mapping, name = table.mapping(), table.name
+        for step in order:
+            if step == "close":
+                table.close()
+                table.close()  # idempotent
+            elif step == "unlink":
+                table.unlink()
+            else:
+                del table
+        assert not (shm_dir() / name).exists()
+        assert box_of(mapping.address, mapping.num_samples, 3) == A_ROW  # still mapped: no fault
+
+
+def test_closed_table_refuses_use_and_only_the_creator_unlinks(table):
+    other = BoxTable.attach(table.name)
+    with pytest.raises(PermissionError, match="only its creator"):
+        other.unlink()
+    other.close()
+    with pytest.raises(ValueError, match="is closed"):
+        other.read()
+    assert "closed" in repr(other)
+    assert table.creator_pid == os.getpid()
+
+
+def test_leaving_with_by_an_exception_unlinks(tmp_path):
+    with pytest.raises(RuntimeError, match="boom"):
+        with BoxTable.create(4) as t:
+            name = t.name
+            raise RuntimeError("boom")
+    assert not (shm_dir() / name).exists()
+
+
+@pytest.mark.parametrize("change, error, words", [
+    ({"use_boxes": "False"}, TypeError, "use_boxes must be a bool, got str 'False'"),
+    ({"use_boxes": 1}, TypeError, "use_boxes must be a bool"),
+    ({"version": "1"}, ValueError, "format version '1' (str)"),
+    ({"num_samples": 10}, ValueError, "declares 10 samples but holds 64 rows"),
+    ({"num_samples": 10, "rows": np.zeros(10, np.int64)}, ValueError, "has 10 rows but this table has 64"),
+    ({"epoch": 2**63}, ValueError, "epoch must be in"),
+])
+def test_bad_states_are_named_and_change_nothing(table, change, error, words):
+    table.write([0], [BOX_A])
+    state = {**table.state_dict(), **change}
+    before = table.words.copy()
+    with pytest.raises(error) as info:
+        table.load_state_dict(state)
+    assert words in str(info.value)
+    assert "::" not in str(info.value)
+    np.testing.assert_array_equal(table.words, before)
+
+
+def test_corrupt_state_rows_are_named(table):
+    state = table.state_dict()
+    state["rows"] = state["rows"].copy()
+    state["rows"][5] = np.int64(0x0000_0000_0000_FFFF)  # y0 = 1 > y1 = 0
+    with pytest.raises(ValueError, match=r"^box table state is corrupt, rows: row 5 has y0"):
+        table.load_state_dict(state)
+
+
+def test_too_many_samples_are_refused_before_allocating():
+    with pytest.raises(ValueError, match="at most"):
+        BoxTable.create(2**62)
