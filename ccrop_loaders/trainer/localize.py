@@ -1,7 +1,8 @@
 """Semantic-aware localization: feature maps -> one object box per image (torch)."""
 from __future__ import annotations
 
-from typing import Sequence
+import numbers
+from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -10,6 +11,27 @@ import torch.nn.functional as F
 def _first_true(mask: torch.Tensor) -> torch.Tensor:
     """Index of the first True along the last dim of a bool (N, L) tensor (0 where none)."""
     return mask.to(torch.uint8).argmax(dim=1)
+
+
+def check_feature_maps(feature_maps) -> None:
+    """Refuse anything but a floating-point torch.Tensor (N, C, h, w) with C, h, w >= 1."""
+    if not isinstance(feature_maps, torch.Tensor):
+        raise TypeError(f"feature_maps must be a torch.Tensor (N, C, h, w), got {type(feature_maps).__name__}")
+    if feature_maps.dim() != 4 or feature_maps.shape[2] < 1 or feature_maps.shape[3] < 1:
+        raise ValueError(f"feature_maps must have shape (N, C, h, w) with h, w >= 1, got {tuple(feature_maps.shape)}")
+    if feature_maps.shape[1] < 1:
+        raise ValueError(f"feature_maps must have C >= 1 channels, got shape {tuple(feature_maps.shape)} (C = 0)")
+    if not feature_maps.is_floating_point():
+        raise ValueError(f"feature_maps must be floating point, got {feature_maps.dtype}")
+
+
+def _size_pair(input_size) -> tuple[int, int]:
+    """``input_size`` (an int, or a pair of ints, each >= 1) as (H, W)."""
+    items = tuple(input_size) if isinstance(input_size, Iterable) else (input_size, input_size)
+    if len(items) != 2 or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1
+                                  for s in items):
+        raise ValueError(f"input_size must be a positive int or a pair (H, W) of positive ints, got {input_size!r}")
+    return int(items[0]), int(items[1])
 
 
 def localize_boxes(
@@ -28,24 +50,12 @@ def localize_boxes(
     [0, 1] on the maps' device. A constant, empty (all-zero) or non-finite map
     gives the full box (0, 0, 1, 1). Vectorized over the batch.
     """
-    if not isinstance(feature_maps, torch.Tensor):
-        raise TypeError(f"feature_maps must be a torch.Tensor, got {type(feature_maps).__name__}")
-    if feature_maps.dim() != 4 or feature_maps.shape[2] < 1 or feature_maps.shape[3] < 1:
-        raise ValueError(f"feature_maps must have shape (N, C, h, w) with h, w >= 1, got {tuple(feature_maps.shape)}")
-    if feature_maps.shape[1] < 1:
-        raise ValueError("feature_maps has no channels (C = 0)")
-    if not (feature_maps.is_floating_point()):
-        raise ValueError(f"feature_maps must be floating point, got {feature_maps.dtype}")
+    check_feature_maps(feature_maps)
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0.0 <= threshold < 1.0:
+        raise ValueError(f"threshold must be a number in [0, 1), got {threshold!r}")
     threshold = float(threshold)
-    if not 0.0 <= threshold < 1.0:
-        raise ValueError(f"threshold must be in [0, 1), got {threshold}")
     n, _, h, w = feature_maps.shape
-    if input_size is None:
-        size = (h, w)
-    else:
-        size = (input_size, input_size) if isinstance(input_size, int) else tuple(int(s) for s in input_size)
-        if len(size) != 2 or min(size) < 1:
-            raise ValueError(f"input_size must be a positive int or (H, W), got {input_size!r}")
+    size = (h, w) if input_size is None else _size_pair(input_size)
     height, width = size
 
     maps = feature_maps.float().sum(dim=1).reshape(n, h * w)

@@ -1,9 +1,11 @@
 """BoxUpdater: feature maps in, boxes written to the shared table in the background."""
 from __future__ import annotations
 
+import collections
+import numbers
 import os
-import queue
 import threading
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -11,40 +13,69 @@ import torch
 import torch.distributed as dist
 
 from ..core import BoxTable
-from .localize import localize_boxes
+from .localize import check_feature_maps, localize_boxes
 
 WRITERS = ("every_rank", "local_leader")
+_POLL_S = 0.5  # a trainer waiting on the background thread checks this often that it is alive and has not failed
+_STOP_TIMEOUT_S = 60.0  # how long stopping waits for the batch in hand
+_CUDA_INDEX_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)  # copied to int64 on the GPU
+
+
+def _flat(indices, n: int):
+    """Numpy or torch ``indices`` (n,) or (n, 1) as (n,); any other shape is refused."""
+    if indices.ndim == 2 and indices.shape[1] == 1:
+        indices = indices.reshape(-1)
+    if indices.ndim != 1 or indices.shape[0] != n:
+        raise ValueError(f"indices must have shape ({n},) or ({n}, 1) to match the {n} feature maps, "
+                         f"got {tuple(indices.shape)}")
+    return indices
 
 
 class BoxUpdater:
     """Hands feature maps to a background thread that turns them into boxes and writes them to ``table``.
 
-    ``update(feature_maps, indices)`` costs the training loop a few kernel
-    launches: on CUDA the boxes are computed on the maps' device and copied into
-    pinned host memory on a side stream, with an event the background thread waits
-    on; on the CPU the background thread localizes. ``flush()`` waits for every
-    pending batch; an error in the background is raised by the next call.
+    ``update(feature_maps, indices)`` costs the training loop a copy or a few
+    kernel launches, and copies what it queues: the caller may overwrite both
+    arguments as soon as it returns (FFCV and DALI reuse their batch buffers).
+    On CUDA the boxes are computed on the maps' device and copied into pinned
+    host memory on a side stream, with an event the background thread waits on;
+    on the CPU ``update`` keeps the maps' channel sum (localization's first step)
+    and the background thread localizes. ``flush()`` waits for every pending
+    batch; an error in the background is raised by the next call, and the
+    batches queued before that call are dropped.
 
     Distributed (``sync=True``, default when torch.distributed is initialized with
     more than one rank): boxes are collected and, at ``flush()`` (a collective:
     every rank calls it), all-gathered so every rank writes every rank's boxes and
     all tables end identical. ``writer="local_leader"`` lets only LOCAL_RANK 0
     write, for one table shared by the processes of a node.
+
+    ``close()`` (or leaving a ``with`` block normally) flushes, then stops the
+    thread; a closed updater refuses ``update`` and ``flush``. Leaving a ``with``
+    block by an exception runs nothing collective: it drops what is queued, stops
+    the thread and lets the exception go on (the other ranks fail on their next
+    collective or on the process group's timeout).
     """
 
     def __init__(self, table: BoxTable, *, threshold: float = 0.1, input_size: Sequence[int] | int | None = 224,
                  sync: bool | None = None, writer: str = "every_rank", max_pending: int = 64):
         if writer not in WRITERS:
             raise ValueError(f"writer must be one of {WRITERS}, got {writer!r}")
+        if isinstance(max_pending, bool) or not isinstance(max_pending, numbers.Integral) or max_pending < 1:
+            raise ValueError(f"max_pending must be an int >= 1, got {max_pending!r}")
+        localize_boxes(torch.zeros(1, 1, 1, 1), threshold=threshold, input_size=input_size)  # checks both now
         self.table, self.threshold, self.input_size = table, float(threshold), input_size
-        localize_boxes(torch.zeros(1, 1, 1, 1), threshold=self.threshold)  # checks threshold now
         distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
         self.sync = distributed if sync is None else bool(sync)
         if self.sync and not distributed:
             raise ValueError("sync=True needs torch.distributed initialized with more than one rank")
         self.writes_here = writer == "every_rank" or int(os.environ.get("LOCAL_RANK", "0")) == 0
-        self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
+        self.max_pending = int(max_pending)
+        self._lock = threading.Condition()  # guards everything below that both threads touch
+        self._items: collections.deque = collections.deque()  # queued batches, oldest first
+        self._pending = 0  # batches queued or in the background thread's hands
         self._error: BaseException | None = None
+        self._closed = False
         self._collected: list[tuple[np.ndarray, np.ndarray]] = []
         self._stream = None
         self._thread = threading.Thread(target=self._work, name="ccrop-box-updater", daemon=True)
@@ -53,85 +84,160 @@ class BoxUpdater:
     # ------------------------------------------------------------- trainer thread
 
     def update(self, feature_maps: torch.Tensor, indices) -> None:
-        """Queue boxes for samples ``indices`` (int (N,), global) from ``feature_maps`` float (N, C, h, w)."""
+        """Queue boxes from ``feature_maps`` float (N, C, h, w) (CPU or CUDA) for global samples ``indices``.
+
+        ``indices``: any integer dtype, shape (N,) or (N, 1) (FFCV's index
+        column, flattened), as a torch tensor (CPU or CUDA), numpy array or
+        sequence; every value must be a row of the table (checked here for CPU
+        indices, in the background for CUDA ones; unsigned CUDA indices wider than
+        8 bits are moved to the host first, a sync). Both arguments are copied
+        before returning. Waits while ``max_pending`` batches are queued.
+        """
+        self._check_open("update")
         self._raise_error()
-        if not isinstance(feature_maps, torch.Tensor) or feature_maps.dim() != 4:
-            raise ValueError("feature_maps must be a float tensor (N, C, h, w), got "
-                             f"{getattr(feature_maps, 'shape', type(feature_maps).__name__)}")
-        indices = torch.as_tensor(indices)
-        if indices.dim() != 1 or indices.dtype.is_floating_point or indices.dtype == torch.bool:
-            raise ValueError(f"indices must be integers (N,), got {indices.dtype} {tuple(indices.shape)}")
-        if indices.shape[0] != feature_maps.shape[0]:
-            raise ValueError(f"feature_maps has {feature_maps.shape[0]} maps but indices has {indices.shape[0]}")
-        if not indices.is_cuda:
-            self._check_range(indices)
+        check_feature_maps(feature_maps)
         feature_maps = feature_maps.detach()
+        indices = self._own_indices(indices, len(feature_maps), keep_cuda=feature_maps.is_cuda)
         if feature_maps.is_cuda:
-            boxes = localize_boxes(feature_maps, threshold=self.threshold, input_size=self.input_size)
-            if self._stream is None:
-                self._stream = torch.cuda.Stream(feature_maps.device)
-            self._stream.wait_stream(torch.cuda.current_stream(feature_maps.device))
-            with torch.cuda.stream(self._stream):
-                host_boxes = torch.empty(boxes.shape, dtype=boxes.dtype, pin_memory=True)
-                host_boxes.copy_(boxes, non_blocking=True)
-                host_indices = torch.empty(indices.shape, dtype=torch.int64, pin_memory=True)
-                host_indices.copy_(indices, non_blocking=True)
-                done = torch.cuda.Event()
-                done.record(self._stream)
-            boxes.record_stream(self._stream)
-            if indices.is_cuda:
-                indices.record_stream(self._stream)
-            self._queue.put((done, host_boxes, host_indices))
-        else:
-            self._queue.put((None, feature_maps, indices.to(torch.int64)))
+            item = self._cuda_item(feature_maps, indices)
+        else:  # the channel sum is a copy, and localize_boxes gives the same boxes from it
+            item = (None, feature_maps.float().sum(dim=1, keepdim=True), indices)
+        with self._lock:
+            while self._pending >= self.max_pending:
+                self._wait("update")
+            self._items.append(item)
+            self._pending += 1
+            self._lock.notify_all()
 
     def flush(self) -> None:
         """Wait until every queued batch is written (distributed: gathered from all ranks and written)."""
-        self._queue.join()
+        self._check_open("flush")
+        with self._lock:
+            while self._pending:
+                self._wait("flush")
         self._raise_error()
         if self.sync:
             self._gather_and_write()
 
     def close(self) -> None:
-        """Flush, then stop the background thread."""
+        """Flush, then stop the background thread (it stops even if the flush fails). Closing again does nothing."""
+        if self._closed:
+            return
         try:
             self.flush()
         finally:
-            self._queue.put(None)
-            self._thread.join()
+            self._stop()
 
     def __enter__(self) -> BoxUpdater:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:  # an error path: nothing collective, no flush; the exception goes on
+            self._stop()
+
+    def _check_open(self, what: str) -> None:
+        if self._closed:
+            raise RuntimeError(f"BoxUpdater.{what}() after close(): this updater's background thread has stopped; "
+                               "create a new BoxUpdater")
 
     def _raise_error(self) -> None:
-        if self._error is not None:
+        """Raise the background thread's failure, if any, dropping the batches queued before it is reported."""
+        with self._lock:
             error, self._error = self._error, None
-            raise RuntimeError(f"the box updater's background thread failed: {error}") from error
+            if error is None:
+                return
+            dropped = len(self._items)
+            self._items.clear()
+            self._pending -= dropped
+        raise RuntimeError(f"the box updater's background thread failed: {error}"
+                           + (f" ({dropped} queued batches dropped)" if dropped else "")) from error
 
-    def _check_range(self, indices: torch.Tensor) -> None:
+    def _wait(self, what: str) -> None:
+        """With the lock held: wait a while for the background thread, raising if it failed or is gone."""
+        self._raise_error()
+        if not self._thread.is_alive():
+            raise RuntimeError(f"BoxUpdater.{what}(): the background thread is gone with {self._pending} batches "
+                               "pending")
+        self._lock.wait(_POLL_S)
+
+    def _stop(self) -> None:
+        """Drop what is queued and stop the background thread (waits for the batch in hand)."""
+        with self._lock:
+            self._closed = True
+            self._pending -= len(self._items)
+            self._items.clear()
+            self._lock.notify_all()
+        self._thread.join(_STOP_TIMEOUT_S)
+        if self._thread.is_alive():
+            warnings.warn(f"the box updater's background thread is still busy after {_STOP_TIMEOUT_S:.0f} s; "
+                          "leaving it behind", RuntimeWarning, stacklevel=3)
+
+    def _own_indices(self, indices, n: int, keep_cuda: bool) -> torch.Tensor:
+        """A fresh int64 (n,) tensor holding ``indices``: on the host and range-checked, or (``keep_cuda``)
+        copied on the current CUDA stream, checked in the background."""
+        if isinstance(indices, torch.Tensor):
+            if indices.dtype.is_floating_point or indices.dtype.is_complex or indices.dtype == torch.bool:
+                raise ValueError(f"indices must be integers (any integer dtype), got {indices.dtype}")
+            if keep_cuda and indices.is_cuda and indices.dtype in _CUDA_INDEX_DTYPES:
+                return _flat(indices.detach(), n).to(torch.int64, copy=True)
+            indices = indices.detach().cpu().numpy()
+        array = _flat(np.asarray(indices), n)
+        if not np.issubdtype(array.dtype, np.integer):
+            raise ValueError(f"indices must be integers (any integer dtype), got dtype {array.dtype}")
+        self._check_range(array)
+        return torch.from_numpy(array.astype(np.int64))
+
+    def _check_range(self, indices: np.ndarray) -> None:
         n = len(self.table)
         bad = (indices < 0) | (indices >= n)
-        if bool(bad.any()):
-            i = int(bad.to(torch.uint8).argmax())
-            raise IndexError(f"indices[{i}] = {int(indices[i])} is outside the box table of {n} samples")
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise IndexError(f"indices[{i}] = {indices[i]} is outside the box table of {n} samples (rows 0 to {n - 1})")
+
+    def _cuda_item(self, feature_maps: torch.Tensor, indices: torch.Tensor):
+        """(event, pinned boxes float32 (N, 4), int64 indices (N,) on the host once the event is done)."""
+        boxes = localize_boxes(feature_maps, threshold=self.threshold, input_size=self.input_size)
+        device = feature_maps.device
+        if self._stream is None:
+            self._stream = torch.cuda.Stream(device)
+        self._stream.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(self._stream):
+            host_boxes = torch.empty(boxes.shape, dtype=boxes.dtype, pin_memory=True)
+            host_boxes.copy_(boxes, non_blocking=True)
+            if indices.is_cuda:
+                host_indices = torch.empty(indices.shape, dtype=torch.int64, pin_memory=True)
+                host_indices.copy_(indices, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record(self._stream)
+        boxes.record_stream(self._stream)
+        if indices.is_cuda:  # our own copy, made on the current stream: the caller cannot change it
+            indices.record_stream(self._stream)
+            indices = host_indices
+        return done, host_boxes, indices
 
     # ------------------------------------------------------------- background thread
 
     def _work(self) -> None:
         while True:
-            item = self._queue.get()
-            try:
-                if item is None:
+            with self._lock:
+                while not self._items and not self._closed:
+                    self._lock.wait()
+                if self._closed:
                     return
-                if self._error is None:  # after a failure, drop the rest until the trainer hears of it
+                item = self._items.popleft()
+                skip = self._error is not None  # after a failure, drop the rest until the trainer hears of it
+            try:
+                if not skip:
                     self._handle(*item)
             except BaseException as error:  # surfaced by the trainer's next call
-                self._error = error
+                with self._lock:
+                    self._error = error
             finally:
-                self._queue.task_done()
+                with self._lock:
+                    self._pending -= 1
+                    self._lock.notify_all()
 
     def _handle(self, done, payload: torch.Tensor, indices: torch.Tensor) -> None:
         if done is not None:
@@ -139,10 +245,10 @@ class BoxUpdater:
             boxes = payload
         else:
             boxes = localize_boxes(payload, threshold=self.threshold, input_size=self.input_size)
+        indices, boxes = indices.numpy(), boxes.numpy()
         self._check_range(indices)
-        boxes, indices = boxes.numpy(), indices.numpy()
         if self.sync:
-            self._collected.append((indices.copy(), boxes.copy()))
+            self._collected.append((indices, boxes))
         elif self.writes_here:
             self.table.write(indices, boxes)
 

@@ -81,6 +81,13 @@ def test_boxes_are_valid_for_the_table():
         np.testing.assert_allclose(table.read(), boxes.numpy(), atol=1e-4)
 
 
+def test_input_size_takes_numpy_ints_and_lists():
+    maps = torch.rand(2, 3, 7, 7) ** 4
+    expected = localize_boxes(maps, input_size=(32, 48))
+    torch.testing.assert_close(localize_boxes(maps, input_size=[np.int64(32), 48]), expected)
+    torch.testing.assert_close(localize_boxes(maps, input_size=np.int32(32)), localize_boxes(maps, input_size=(32, 32)))
+
+
 def test_empty_batch():
     assert localize_boxes(torch.zeros(0, 4, 7, 7)).shape == (0, 4)
 
@@ -90,7 +97,14 @@ def test_empty_batch():
     (torch.zeros(2, 3, 0, 7), {}, "h, w >= 1"),
     (torch.zeros(2, 3, 7, 7, dtype=torch.int64), {}, "floating point"),
     (torch.zeros(2, 3, 7, 7), {"threshold": 1.5}, "threshold"),
+    (torch.zeros(2, 3, 7, 7), {"threshold": "0.1"}, "threshold must be a number in [0, 1), got '0.1'"),
     (torch.zeros(2, 3, 7, 7), {"input_size": (0, 5)}, "input_size"),
+    (torch.zeros(2, 3, 7, 7), {"input_size": 2.5},
+     "input_size must be a positive int or a pair (H, W) of positive ints, got 2.5"),
+    (torch.zeros(2, 3, 7, 7), {"input_size": (224.0, 224)}, "pair (H, W) of positive ints, got (224.0, 224)"),
+    (torch.zeros(2, 3, 7, 7), {"input_size": (224,)}, "pair (H, W) of positive ints, got (224,)"),
+    (torch.zeros(2, 3, 7, 7), {"input_size": True}, "positive int or a pair (H, W) of positive ints, got True"),
+    (torch.zeros(2, 0, 7, 7), {}, "feature_maps must have C >= 1 channels"),
     (np.zeros((2, 3, 7, 7)), {}, "torch.Tensor"),
 ])
 def test_bad_input(maps, kw, words):
