@@ -3,7 +3,8 @@ import importlib
 import importlib.util
 
 BENCHMARKS = [("benchmarks.core_bench", None), ("benchmarks.ffcv_bench", "ffcv"), ("benchmarks.dali_bench", "nvidia.dali"),
-              ("benchmarks.trainer_bench", "torch"), ("benchmarks.augment_bench", "torch")]
+              ("benchmarks.trainer_bench", "torch"), ("benchmarks.augment_bench", "torch"),
+              ("benchmarks.stress_bench", "nvidia.dali")]
 
 
 def main() -> None:

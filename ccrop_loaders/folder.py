@@ -2,6 +2,8 @@
 .beton written by ``ccrop convert`` and in a DALI file reader over the same folder."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -30,6 +32,22 @@ def list_images(root: str | Path) -> tuple[list[tuple[Path, int]], list[str]]:
     if not samples:
         raise ValueError(f"{root} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
     return samples, classes or [root.name]
+
+
+def folder_fingerprint(root: str | Path) -> str:
+    """SHA-256 (hex) of an image folder's listing: each file's path relative to ``root``, label, size and mtime.
+
+    Any added, removed, renamed, resized or rewritten image changes it: data
+    converted or checkpointed from the folder is keyed to it.
+    """
+    root = Path(root)
+    digest = hashlib.sha256()
+    samples, classes = list_images(root)
+    digest.update(json.dumps(classes).encode())
+    for path, label in samples:
+        st = path.stat()
+        digest.update(f"{path.relative_to(root).as_posix()}\0{label}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 def load_rgb(path) -> np.ndarray:

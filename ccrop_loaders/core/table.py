@@ -86,6 +86,32 @@ def _atomic_add(typingctx, address, value):
     return sig, codegen
 
 
+@intrinsic
+def _load_word(typingctx, address):
+    """One untorn 8-byte load of ``*(uint64*)address`` (atomic, relaxed): LLVM may not split it into narrower loads
+    of the fields it unpacks, which a plain load allows."""
+    sig = types.uint64(types.intp)
+
+    def codegen(context, builder, signature, args):
+        pointer = builder.inttoptr(args[0], ir.PointerType(ir.IntType(64)))
+        return builder.load_atomic(pointer, "monotonic", 8)
+
+    return sig, codegen
+
+
+@intrinsic
+def _store_word(typingctx, address, value):
+    """One untorn 8-byte store to ``*(uint64*)address`` (atomic, relaxed)."""
+    sig = types.void(types.intp, types.uint64)
+
+    def codegen(context, builder, signature, args):
+        pointer = builder.inttoptr(args[0], ir.PointerType(ir.IntType(64)))
+        builder.store_atomic(args[1], pointer, "monotonic", 8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 @numba.njit(cache=True, nogil=True)
 def count_write(address):
     """Add one to the ``writes`` word of the table at ``address``, atomically across threads and processes."""
@@ -118,8 +144,11 @@ def unpack_row(word):
 
 @numba.njit(inline="always", cache=True)
 def load_box(address, num_samples, index):
-    """Box of sample ``index`` as float64 (y0, x0, y1, x1), read from memory now (one 8-byte load)."""
-    return unpack_row(table_words(address, num_samples)[HEADER_WORDS + index])
+    """Box of sample ``index`` as float64 (y0, x0, y1, x1), read from memory now (one atomic 8-byte load).
+
+    ``index`` must lie in ``[0, num_samples)``: callers check it.
+    """
+    return unpack_row(_load_word(address + 8 * (HEADER_WORDS + index)))
 
 
 @numba.njit(inline="always", cache=True)
@@ -155,16 +184,16 @@ def table_flip(address, num_samples, index, view):
 
 
 @numba.njit(cache=True, nogil=True)
-def _store_rows(words, indices, packed):
+def _store_rows(address, indices, packed):
     for i in range(indices.shape[0]):
-        words[HEADER_WORDS + indices[i]] = packed[i]
+        _store_word(address + 8 * (HEADER_WORDS + indices[i]), packed[i])
 
 
 @numba.njit(cache=True, nogil=True)
-def _load_rows(words, indices):
+def _load_rows(address, indices):
     out = np.empty(indices.shape[0], dtype=np.uint64)
     for i in range(indices.shape[0]):
-        out[i] = words[HEADER_WORDS + indices[i]]
+        out[i] = _load_word(address + 8 * (HEADER_WORDS + indices[i]))
     return out
 
 
@@ -440,20 +469,26 @@ class BoxTable:
             raise ValueError(f"boxes must have shape ({idx.shape[0]}, 4) to match indices, got {arr.shape}")
         packed = pack_boxes(arr)
         mapping = self.mapping()
-        _store_rows(mapping.words, idx, packed)
+        _store_rows(mapping.address, idx, packed)
         count_write(mapping.address)
 
     def read(self, indices=None) -> np.ndarray:
         """Rows ``indices`` (all when None) as float32 (n, 4) ``(y0, x0, y1, x1)``."""
         idx = np.arange(len(self)) if indices is None else self._check_indices(indices)
-        return unpack_boxes(_load_rows(self.words, idx))
+        return unpack_boxes(_load_rows(self.mapping().address, idx))
+
+    def _snapshot(self) -> np.ndarray:
+        """A copy of the words (header, then every row read whole while writers may be writing)."""
+        mapping = self.mapping()
+        return np.concatenate([mapping.words[:HEADER_WORDS],
+                               _load_rows(mapping.address, np.arange(mapping.num_samples, dtype=np.int64))])
 
     # ------------------------------------------------------------- checkpoints
 
     def state_dict(self) -> dict:
         """Rows and controls for a trainer's checkpoint: ``rows`` int64 (n,) (the packed words), ``epoch``,
         ``seed``, ``use_boxes``, ``num_samples``, ``version``."""
-        words = self.words.copy()
+        words = self._snapshot()
         return {"version": FORMAT_VERSION, "num_samples": int(words[_W_COUNT]), "epoch": int(words[_W_EPOCH]),
                 "seed": int(words[_W_SEED]), "use_boxes": bool(words[_W_USE_BOXES]),
                 "rows": words[HEADER_WORDS:].view(np.int64)}
@@ -489,7 +524,7 @@ class BoxTable:
         seed = _check_control("seed", state["seed"], 2**64 - 1)
         use_boxes = _check_flag("use_boxes", state["use_boxes"])
         words = self.words
-        words[HEADER_WORDS:] = rows
+        _store_rows(self.address, np.arange(n, dtype=np.int64), rows)
         words[_W_EPOCH], words[_W_SEED], words[_W_USE_BOXES] = epoch, seed, int(use_boxes)
         count_write(self.address)
 
@@ -504,7 +539,7 @@ class BoxTable:
         written through (its target replaced, the link kept); a FIFO, device or
         folder at ``path`` is refused. Stale temp files of killed saves are removed.
         """
-        snapshot = self.words.copy()
+        snapshot = self._snapshot()
         snapshot[0] = np.frombuffer(FILE_MAGIC, dtype=np.uint64)[0]
         snapshot[_W_WRITES] = snapshot[_W_CREATOR] = 0
         data = snapshot.astype("<u8").tobytes()

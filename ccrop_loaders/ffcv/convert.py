@@ -1,12 +1,19 @@
-"""Image folder -> FFCV .beton with ``image`` (RGBImageField), ``label`` and ``index`` (IntField) fields."""
+"""Image folder -> FFCV .beton with ``image`` (RGBImageField), ``label`` and ``index`` (IntField) fields.
+
+Each .beton gets a ``NAME.source.json`` beside it: the source folder's fingerprint
+(file list, sizes, mtimes) and the conversion options, so ``ensure_converted``
+reconverts when either changed instead of training on stale data.
+"""
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..folder import find_unreadable, list_images, load_rgb
+from ..core.files import replace_atomically, unlink_quietly
+from ..folder import find_unreadable, folder_fingerprint, list_images, load_rgb
 
 
 @dataclass
@@ -65,6 +72,8 @@ def convert_folder(source: str | Path, output: str | Path, *, max_resolution: in
     if not good:
         raise ValueError(f"none of the {len(samples)} images in {source} could be read")
 
+    key = conversion_key(source, max_resolution=max_resolution, quality=quality, write_mode=write_mode)
+    unlink_quietly(source_record(output))  # a crash before the new record leaves the .beton unkeyed: reconverted
     fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
     os.close(fd)
     try:
@@ -78,4 +87,38 @@ def convert_folder(source: str | Path, output: str | Path, *, max_resolution: in
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    replace_atomically(source_record(output), json.dumps({**key, "samples": len(samples)}, indent=1).encode())
     return ConversionReport(output, len(good), classes, skipped)
+
+
+def source_record(output: str | Path) -> Path:
+    """Where the record of what ``output`` was converted from lives: ``OUTPUT.source.json``."""
+    output = Path(output)
+    return output.with_name(output.name + ".source.json")
+
+
+def conversion_key(source: str | Path, *, max_resolution: int | None = None, quality: int = 90,
+                   write_mode: str = "jpg") -> dict:
+    """What a .beton's content depends on: the source folder (path and fingerprint) and the options."""
+    return {"source": str(Path(source).resolve()), "fingerprint": folder_fingerprint(source),
+            "max_resolution": None if max_resolution is None else int(max_resolution), "quality": int(quality),
+            "write_mode": write_mode}
+
+
+def ensure_converted(source: str | Path, output: str | Path, **options) -> bool:
+    """Convert ``source`` to ``output`` unless ``output`` was converted from the same, unchanged folder with the same
+    options (its ``.source.json`` record says so). Returns whether it converted. ``options``: ``convert_folder``'s.
+    """
+    key = conversion_key(source, **{k: v for k, v in options.items()
+                                    if k in ("max_resolution", "quality", "write_mode")})
+    try:
+        record = json.loads(source_record(output).read_text())
+    except (OSError, ValueError):
+        record = None
+    if Path(output).is_file() and isinstance(record, dict) and all(record.get(k) == v for k, v in key.items()):
+        return False
+    if Path(output).exists():
+        why = "has no record of its source" if record is None else "was converted from other images or options"
+        print(f"ccrop: {output} {why}; converting {source} again")
+    convert_folder(source, output, **options)
+    return True

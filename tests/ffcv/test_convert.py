@@ -82,3 +82,34 @@ def test_flat_folder_and_bad_arguments(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no images"):
         convert_folder(tmp_path / "empty", tmp_path / "x.beton")
+
+
+def test_ensure_converted_is_keyed_to_the_source_and_options(tmp_path, capsys):
+    import json
+    import os
+
+    from ccrop_loaders.ffcv.convert import ensure_converted, source_record
+    from ccrop_loaders.sample_data import make_image_folder
+
+    first, other = tmp_path / "first", tmp_path / "other"
+    make_image_folder(first, 6, shorter_side=(40, 60), seed=1)
+    make_image_folder(other, 6, shorter_side=(40, 60), seed=2)
+    beton = tmp_path / "train.beton"
+    assert ensure_converted(first, beton, workers=1)
+    assert not ensure_converted(first, beton, workers=1)  # unchanged: reused
+    assert json.loads(source_record(beton).read_text())["source"] == str(first.resolve())
+
+    assert ensure_converted(other, beton, workers=1)  # --data now points elsewhere: reconverted, said so
+    assert "was converted from other images" in capsys.readouterr().out
+    assert json.loads(source_record(beton).read_text())["source"] == str(other.resolve())
+
+    image = sorted(other.rglob("*.jpg"))[3]
+    Image.open(image).transpose(Image.FLIP_LEFT_RIGHT).save(image)  # same name, new content
+    os.utime(image, ns=(1, 1))
+    assert ensure_converted(other, beton, workers=1)
+    assert ensure_converted(other, beton, workers=1, max_resolution=32)  # other options: other data
+    assert not ensure_converted(other, beton, workers=1, max_resolution=32)
+
+    source_record(beton).unlink()  # a .beton of unknown origin (e.g. an older run's) is not trusted
+    assert ensure_converted(other, beton, workers=1)
+    assert "has no record of its source" in capsys.readouterr().out
