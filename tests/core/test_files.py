@@ -303,3 +303,17 @@ def test_concurrent_writers_count_every_write(own_shm):
                  for _ in range(3)]
         assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
         assert table.writes == 9000
+
+
+def test_attach_refuses_what_is_not_a_table_file(own_shm):
+    with BoxTable.create(4) as table:
+        (own_shm / "link").symlink_to(own_shm / table.name)
+        with pytest.raises(ValueError, match="symlink"):
+            BoxTable.attach("link")
+    os.mkfifo(own_shm / "fifo")
+    with pytest.raises(ValueError, match="a FIFO, not a regular file"):
+        BoxTable.attach("fifo")
+    (own_shm / "forged").write_bytes(b"CCROPTBL" + (1).to_bytes(8, "little") + (10**12).to_bytes(8, "little")
+                                     + bytes(40))
+    with pytest.raises(ValueError, match="corrupt"):
+        BoxTable.attach("forged")
