@@ -6,14 +6,20 @@
  *                    to 1 << 15, each product truncated: ((v << 8) * c) >> 16;
  *   horizontal pass: mid -> uint8 RGB, coefficients int16 summing to 1 << 14,
  *                    exact int32 sums rounded once: (sum + 2^20) >> 21.
- * Weights are non-negative and sum to one, so nothing overflows or saturates.
- * Three implementations give the same pixels, bit for bit, the best the CPU
- * has chosen at run time: AVX-512 (BW, VBMI), AVX2 and portable C.
+ * Weights are non-negative and sum to one exactly, so nothing overflows or
+ * saturates and a constant image stays constant. A pass with more than
+ * NARROW_TAPS taps per output (a downscale beyond 16x, where 16 bits lose the
+ * small weights and the truncations add up) takes the wide path instead:
+ * portable C, coefficients summing to 1 << 22, exact int32/int64 sums rounded
+ * once. Three implementations give the same pixels, bit for bit, the best the
+ * CPU has chosen at run time: AVX-512 (BW, VBMI), AVX2 and portable C.
  *
  * Built as the extension module ccrop_loaders.ffcv._resample (the Python module
  * is empty; the functions are reached through ctypes, from numba-compiled loops).
  */
+#ifndef CCROP_NO_PYTHON /* defined by the sanitizer harness (tests/ffcv), which links without Python */
 #include <Python.h>
+#endif
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -33,6 +39,8 @@ enum {
 #define ROW_BITS 15 /* vertical coefficients sum to 1 << ROW_BITS; mid = value << 7 */
 #define COL_BITS 14 /* horizontal coefficients sum to 1 << COL_BITS */
 #define OUT_SHIFT (7 + COL_BITS)
+#define NARROW_TAPS 34 /* passes with more taps per output (downscales beyond 16x) take the wide path: */
+#define WIDE_BITS 22   /* portable C, coefficients summing to 1 << WIDE_BITS, int32 / int64 sums rounded once */
 #define GROUP 8 /* the SIMD horizontal passes make 8 output pixels per step */
 
 enum { SIMD_NONE = 0, SIMD_AVX2 = 1, SIMD_AVX512 = 2 }; /* instruction sets, each needing the ones before */
@@ -56,6 +64,7 @@ struct plan {
     int32_t *quad_first;                     /* AVX-512: first mid index of the 128 bytes each output quad reads */
     uint8_t *quad_index;                     /* AVX-512: per quad and tap pair, 64 byte indices into those */
     int16_t *quad_coef;
+    int32_t *wide_sum;                       /* the wide vertical pass: exact sums, span of them */
     float *weights;
 };
 
@@ -90,6 +99,7 @@ static int64_t layout(double height, double width, int64_t out_h, int64_t out_w,
     plan->quad_first = take(&cursor, pairs / 2 * 4);
     plan->quad_index = take(&cursor, pairs / 2 * groups * 64);
     plan->quad_coef = take(&cursor, pairs / 2 * groups * 32 * 2);
+    plan->wide_sum = take(&cursor, span * 4);
     return (int64_t)(cursor - base) + 32; /* the caller's buffer may start anywhere: room to align it */
 }
 
@@ -106,21 +116,17 @@ static inline int64_t floor_int(double x) {
 
 /* Triangle-filter taps of `out_size` outputs over the input span [start, start + extent).
  *
- * Taps stay within the pixels the span touches, [floor(start), ceil(start + extent));
+ * Taps stay within the input pixels [lo_limit, hi_limit) (those the span touches, inside the image);
  * the support widens with the downscale factor (antialiasing), upscaling is
  * plain bilinear. Output o reads inputs first[o] + k for k < count[o] (count
- * may be NULL), weights coef[o * stride + k]: ints summing to 1 << bits (the
- * rounding remainder goes to the pixel under the centre), zero from count[o]
+ * may be NULL), weights coef[o * stride + k]: ints >= 0 summing to 1 << bits
+ * (rounded cumulatively: each within 1 of its exact value), zero from count[o]
  * to stride. Returns the largest count. Branch-light: it runs for every view.
  */
-static int32_t filter_taps(double start, double extent, int64_t out_size, int bits, int32_t stride, float *weights,
-                           int32_t *first, int32_t *count, int32_t *coef) {
+static int32_t filter_taps(double start, double extent, int64_t out_size, int64_t lo_limit, int64_t hi_limit,
+                           int bits, int32_t stride, float *weights, int32_t *first, int32_t *count, int32_t *coef) {
     double scale = extent / (double)out_size;
     double support = scale > 1.0 ? scale : 1.0;
-    int64_t lo_limit = floor_int(start);
-    int64_t hi_limit = -floor_int(-(start + extent));
-    if (hi_limit < lo_limit + 1)
-        hi_limit = lo_limit + 1;
     float inverse = (float)(1.0 / support);
     int32_t most = 1;
     memset(coef, 0, (size_t)(out_size * stride) * sizeof *coef);
@@ -132,25 +138,23 @@ static int32_t filter_taps(double start, double extent, int64_t out_size, int bi
         hi = hi > hi_limit ? hi_limit : hi;
         hi = hi < lo + 1 ? lo + 1 : hi;
         int32_t n = (int32_t)(hi - lo);
-        float offset = (float)((double)lo - center + 0.5), total = 0.0f;
+        float offset = (float)((double)lo - center + 0.5);
+        double total = 0.0;
         for (int32_t k = 0; k < n; k++) {
             float w = 1.0f - fabsf((offset + (float)k) * inverse);
             w = w > 0.0f ? w : 0.0f;
             weights[k] = w;
             total += w;
         }
-        int32_t *q = coef + o * stride;
-        int64_t peak = floor_int(center) - lo; /* the pixel under the centre: the largest weight */
-        peak = peak < 0 ? 0 : (peak >= n ? n - 1 : peak);
-        int32_t sum = 0;
-        if (total > 0.0f) {
-            float norm = (float)(1 << bits) / total;
-            for (int32_t k = 0; k < n; k++) {
-                q[k] = (int32_t)(weights[k] * norm + 0.5f);
-                sum += q[k];
-            }
+        /* total > 0: the pixel under the centre (or, at the span's end, next to it) is within 0.5 of it */
+        int32_t *q = coef + o * stride, before = 0;
+        double norm = (double)(1 << bits) / total, cumulative = 0.0;
+        for (int32_t k = 0; k < n; k++) {
+            cumulative += weights[k];
+            int32_t upto = k == n - 1 ? 1 << bits : (int32_t)(cumulative * norm + 0.5);
+            q[k] = upto - before;
+            before = upto;
         }
-        q[peak] += (1 << bits) - sum;
         first[o] = (int32_t)lo;
         if (count != NULL)
             count[o] = n;
@@ -194,6 +198,43 @@ static void horizontal_portable(const struct plan *p, int mirror, uint8_t *dst, 
     }
 }
 
+/* ---- wide: portable C for any number of taps (extreme downscales), the same whatever the instruction set ---- */
+
+static void vertical_wide(const struct plan *p, const uint8_t *row0, int64_t stride, int64_t y) {
+    const int32_t *c = p->row_coef + y * p->row_stride;
+    const int32_t n = p->row_count[y];
+    const int64_t span = p->span;
+    int32_t *restrict sum = p->wide_sum; /* at most 255 << WIDE_BITS: fits */
+    memset(sum, 0, (size_t)span * sizeof *sum);
+    for (int32_t k = 0; k < n; k++) {
+        const uint8_t *restrict src = row0 + k * stride;
+        const int32_t w = c[k];
+        for (int64_t j = 0; j < span; j++)
+            sum[j] += src[j] * w;
+    }
+    for (int64_t j = 0; j < span; j++) /* to mid's Q7, rounded */
+        p->mid[j] = (int16_t)((sum[j] + (1 << (WIDE_BITS - 8))) >> (WIDE_BITS - 7));
+}
+
+static void horizontal_wide(const struct plan *p, int mirror, uint8_t *dst, int64_t out_w) {
+    const int16_t *const mid = p->mid;
+    const int32_t taps = p->col_taps;
+    for (int64_t xo = 0; xo < out_w; xo++) {
+        int64_t x = source_column(xo, out_w, mirror);
+        const int16_t *src = mid + (int64_t)p->col_first[x] * 3;
+        const int32_t *c = p->col_coef + x * p->col_stride;
+        int64_t r = (int64_t)1 << (WIDE_BITS + 6), g = r, b = r;
+        for (int32_t k = 0; k < taps; k++) {
+            r += (int64_t)src[3 * k] * c[k];
+            g += (int64_t)src[3 * k + 1] * c[k];
+            b += (int64_t)src[3 * k + 2] * c[k];
+        }
+        dst[3 * xo] = (uint8_t)(r >> (WIDE_BITS + 7));
+        dst[3 * xo + 1] = (uint8_t)(g >> (WIDE_BITS + 7));
+        dst[3 * xo + 2] = (uint8_t)(b >> (WIDE_BITS + 7));
+    }
+}
+
 /* ---- AVX2 ---- */
 
 #ifdef HAVE_X86_SIMD
@@ -209,7 +250,8 @@ __attribute__((target("avx2"))) static void plan_pairs(struct plan *p, int mirro
         }
         const int32_t *a = p->col_coef + x[0] * p->col_stride, *b = p->col_coef + x[1] * p->col_stride;
         for (int32_t g = 0; g < groups; g++) { /* tap 2g + 1 is inside the row: col_stride is even */
-            int32_t ca = (a[2 * g] & 0xffff) | (a[2 * g + 1] << 16), cb = (b[2 * g] & 0xffff) | (b[2 * g + 1] << 16);
+            int32_t ca = (int32_t)((uint32_t)a[2 * g] | (uint32_t)a[2 * g + 1] << 16); /* both in [0, 1 << 14] */
+            int32_t cb = (int32_t)((uint32_t)b[2 * g] | (uint32_t)b[2 * g + 1] << 16);
             _mm256_storeu_si256((__m256i *)(p->pair_coef + (q * groups + g) * 16),
                                 _mm256_setr_epi32(ca, ca, ca, 0, cb, cb, cb, 0));
         }
@@ -418,38 +460,52 @@ static int resize(const uint8_t *image, int64_t image_h, int64_t image_w, double
     struct plan p;
     if (layout(height, width, out_h, out_w, ((uintptr_t)scratch + 31) & ~(uintptr_t)31, &p) > scratch_bytes)
         return RESIZE_SMALL_SCRATCH;
+    /* taps stay on the pixels the window touches, inside the image, however the bounds round */
+    int64_t row0 = floor_int(top), row_end = -floor_int(-(top + height));
+    row_end = row_end > image_h ? image_h : (row_end > row0 ? row_end : row0 + 1);
     p.col0 = floor_int(left);
     int64_t col_end = -floor_int(-(left + width));
-    p.span = ((col_end > p.col0 + 1 ? col_end : p.col0 + 1) - p.col0) * 3;
-    filter_taps(top, height, out_h, ROW_BITS, p.row_stride, p.weights, p.row_first, p.row_count, p.row_coef);
-    p.col_taps = filter_taps(left - (double)p.col0, width, out_w, COL_BITS, p.col_stride, p.weights, p.col_first,
-                             NULL, p.col_coef);
+    col_end = col_end > image_w ? image_w : (col_end > p.col0 ? col_end : p.col0 + 1);
+    p.span = (col_end - p.col0) * 3;
+    int wide_rows = p.row_stride > NARROW_TAPS, wide_cols = p.col_stride > NARROW_TAPS;
+    filter_taps(top, height, out_h, row0, row_end, wide_rows ? WIDE_BITS : ROW_BITS, p.row_stride, p.weights,
+                p.row_first, p.row_count, p.row_coef);
+    p.col_taps = filter_taps(left - (double)p.col0, width, out_w, 0, col_end - p.col0,
+                             wide_cols ? WIDE_BITS : COL_BITS, p.col_stride, p.weights, p.col_first, NULL, p.col_coef);
     memset(p.mid + p.span, 0, (size_t)(p.mid_length - p.span) * 2);
     int64_t stride = image_w * 3;
     const uint8_t *window = image + p.col0 * 3;
 #ifdef HAVE_X86_SIMD
     simd = simd < ccrop_resize_simd() ? simd : ccrop_resize_simd();
-    if (simd >= SIMD_AVX2) {
-        int quads = simd >= SIMD_AVX512 && plan_quads(&p, mirror, out_w);
-        if (!quads)
-            plan_pairs(&p, mirror, out_w);
-        for (int64_t y = 0; y < out_h; y++) {
-            if (simd >= SIMD_AVX512)
-                vertical_avx512(&p, window + p.row_first[y] * stride, stride, y);
-            else
-                vertical_avx2(&p, window + p.row_first[y] * stride, stride, y);
-            if (quads)
-                horizontal_avx512(&p, out + y * out_w * 3, out_w);
-            else
-                horizontal_avx2(&p, out + y * out_w * 3, out_w);
-        }
-        return RESIZE_OK;
-    }
-#endif
+    int quads = !wide_cols && simd >= SIMD_AVX512 && plan_quads(&p, mirror, out_w);
+    if (!wide_cols && !quads && simd >= SIMD_AVX2)
+        plan_pairs(&p, mirror, out_w);
+#else
     (void)simd;
+#endif
     for (int64_t y = 0; y < out_h; y++) {
-        vertical_portable(&p, window + p.row_first[y] * stride, stride, y);
-        horizontal_portable(&p, mirror, out + y * out_w * 3, out_w);
+        const uint8_t *rows = window + p.row_first[y] * stride;
+        uint8_t *dst = out + y * out_w * 3;
+        if (wide_rows)
+            vertical_wide(&p, rows, stride, y);
+#ifdef HAVE_X86_SIMD
+        else if (simd >= SIMD_AVX512)
+            vertical_avx512(&p, rows, stride, y);
+        else if (simd >= SIMD_AVX2)
+            vertical_avx2(&p, rows, stride, y);
+#endif
+        else
+            vertical_portable(&p, rows, stride, y);
+        if (wide_cols)
+            horizontal_wide(&p, mirror, dst, out_w);
+#ifdef HAVE_X86_SIMD
+        else if (quads)
+            horizontal_avx512(&p, dst, out_w);
+        else if (simd >= SIMD_AVX2)
+            horizontal_avx2(&p, dst, out_w);
+#endif
+        else
+            horizontal_portable(&p, mirror, dst, out_w);
     }
     return RESIZE_OK;
 }
@@ -476,6 +532,7 @@ int ccrop_resize_crop_simd(const uint8_t *image, int64_t image_h, int64_t image_
                   scratch_bytes, simd);
 }
 
+#ifndef CCROP_NO_PYTHON
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_resample",
     "Antialiased crop-resize for ccrop_loaders.ffcv; the code is reached through ctypes (ccrop_resize_crop).", -1,
@@ -483,3 +540,4 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__resample(void) { return PyModule_Create(&module); }
+#endif

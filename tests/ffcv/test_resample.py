@@ -124,3 +124,100 @@ def test_resize_compiles_again_after_a_loader_is_built(raw_dataset):
         out[:] = 0
         numba.njit(resize_crop.py_func)(image, 1, 2, 15, 20, False, out, scratch)
         assert (out == 77).all()
+
+
+INSTRUCTION_SETS = [simd for simd in (SIMD_NONE, SIMD_AVX2, SIMD_AVX512) if simd <= SIMD]
+
+
+def random_span(rng, n):
+    """(start, length) inside [0, n): fractional, flush with either edge, sub-pixel or the whole side."""
+    kind = rng.integers(5)
+    length = rng.uniform(0.05, 0.95) if kind == 3 else (float(n) if kind == 4 else rng.uniform(0.05, n))
+    start = {0: 0.0, 1: n - length}.get(kind, rng.uniform(0, n - length))
+    while start + length > n:  # flush with the far edge however the subtraction rounded
+        length = np.nextafter(length, 0)
+    return start, length
+
+
+def random_case(rng):
+    """An image shape, window and output size: usual views, or extreme ratios (20000 -> 1, 1 -> 500) on a side."""
+    shape, size = [], []
+    for _ in range(2):
+        kind = rng.integers(4)
+        if kind == 0:  # extreme downscale
+            shape.append(int(rng.integers(5000, 20001)))
+            size.append(int(rng.integers(1, 4)))
+        elif kind == 1:  # extreme upscale
+            shape.append(int(rng.integers(1, 4)))
+            size.append(int(rng.integers(100, 501)))
+        else:
+            shape.append(int(rng.integers(1, 300)))
+            size.append(int(rng.integers(1, 120)))
+    if shape[0] * shape[1] > 100_000:  # two extreme downscales: keep the image small enough to be quick
+        shape[int(rng.integers(2))] = int(rng.integers(1, 4))
+    (top, height), (left, width) = random_span(rng, shape[0]), random_span(rng, shape[1])
+    return tuple(shape), (top, left, height, width), tuple(size), bool(rng.integers(2))
+
+
+def triangle_weights(start, extent, out_size, limit):
+    """float64 (out_size, limit): output o's weights over input pixels (centres at i + 0.5), the triangle filter
+    of half-width max(scale, 1) around its centre, on the pixels the span touches, normalized to sum to 1."""
+    scale = extent / out_size
+    support = max(scale, 1.0)
+    centres = start + (np.arange(out_size) + 0.5) * scale
+    pixels = np.arange(limit)
+    weights = np.clip(1.0 - np.abs(pixels[None, :] + 0.5 - centres[:, None]) / support, 0.0, None)
+    weights *= (pixels >= np.floor(start)) & (pixels < min(np.ceil(start + extent), limit))
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+def float_reference(image, window, size, mirror):
+    """float64 (h, w, 3): the window's triangle-filter resample in exact arithmetic."""
+    top, left, height, width = window
+    rows = triangle_weights(top, height, size[0], image.shape[0])
+    cols = triangle_weights(left, width, size[1], image.shape[1])
+    out = np.einsum("xj,yjc->yxc", cols, np.tensordot(rows, image.astype(np.float64), axes=1), optimize=True)
+    return out[:, ::-1] if mirror else out
+
+
+@pytest.mark.parametrize("simd", INSTRUCTION_SETS)
+def test_constant_image_stays_constant_for_any_window_and_scale(simd):
+    rng = np.random.default_rng(100 + simd)
+    for case in range(300):
+        shape, window, size, mirror = random_case(rng)
+        colour = rng.integers(0, 256, 3)
+        if case % 3 == 0:
+            colour[0] = 255  # the extremes: sums at their largest
+        image = np.empty((*shape, 3), np.uint8)
+        image[:] = colour
+        out = resized_with(simd, image, window, size, mirror)
+        error = np.abs(out.astype(int) - colour).max()
+        assert error <= 1, (shape, window, size, mirror, colour, error)
+
+
+@pytest.mark.parametrize("window, size", [((0, 0, 3, 20000), (3, 1)), ((0, 0, 20000, 3), (1, 3)),
+                                          ((0, 12.49, 2, 0.51), (2, 2)), ((0, 34 - 10.76, 2, 10.76), (2, 21)),
+                                          ((0, 0, 1, 1), (500, 500))])
+def test_constant_image_stays_exactly_constant_at_the_reported_cases(window, size):
+    # a 20000x3 image of 255 resized to 1x3 gave 100; a fractional window flush with the right edge drew zeros
+    top, left, height, width = window
+    image = np.full((int(np.ceil(top + height)), int(np.ceil(left + width)), 3), 255, np.uint8)
+    for simd in INSTRUCTION_SETS:
+        for mirror in (False, True):
+            assert (resized_with(simd, image, window, size, mirror) == 255).all()
+
+
+def test_random_windows_match_a_float_reference():
+    # every instruction set gives the same pixels (checked above); here the best one against exact arithmetic
+    rng = np.random.default_rng(7)
+    errors = []
+    for _ in range(200):
+        shape, window, size, mirror = random_case(rng)
+        image = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+        if rng.integers(2):  # smooth content too, where a fixed-point bias would show
+            ramp = np.linspace(0, 255, shape[1])[None, :, None] + rng.normal(0, 3, (*shape, 3))
+            image = np.clip(ramp, 0, 255).astype(np.uint8)
+        error = np.abs(resized(image, window, size, mirror) - float_reference(image, window, size, mirror))
+        assert error.max() <= 0.75, (shape, window, size, mirror, error.max())  # rounding, plus < 0.25
+        errors.append(error.mean())
+    assert np.mean(errors) < 0.3
