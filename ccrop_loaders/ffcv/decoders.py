@@ -22,7 +22,7 @@ from ffcv.pipeline.state import State
 
 from ..core import BoxTable, beta_quantiles, table_crop_window, table_flip
 from ..core.sampler import check_alpha, check_count, check_range, check_size
-from .jpeg import REGION_ERROR, REGION_OK, decode_region
+from .jpeg import REGION_BAD_SIZE, REGION_MAX_PIXELS, REGION_NO_MEMORY, REGION_OK, decode_region
 from .resample import resize_crop, scratch_size
 
 _JPG = IMAGE_MODES["jpg"]
@@ -90,6 +90,8 @@ class _CropResizeDecoder(SimpleRGBImageDecoder):
             destination = my_storage
             count = len(batch_indices)
             status = np.zeros(count, dtype=np.int32)
+            # per sample: (row0, col0, rows, cols) of the decoded part, the JPEG's declared (height, width)
+            placed = np.zeros((count, 6), dtype=np.int64)
             # decoded pixels and resampling scratch per thread, not per sample: they stay in cache
             threads = numba.get_num_threads()
             decoded = np.empty((threads, decoded_length), dtype=np.uint8)
@@ -105,31 +107,41 @@ class _CropResizeDecoder(SimpleRGBImageDecoder):
                         index, first_view + v, height, width)
                 data = mem_read(field["data_ptr"], storage_state)
                 eighths = 8
-                placed = np.zeros(4, dtype=np.int64)  # (row0, col0, rows, cols) of the decoded part
                 if field["mode"] == _JPG:
                     if dct_scaling:
                         eighths = dct_eighths(windows, out_h, out_w)
                     top, left, bottom, right = union_region(windows, eighths)
                     buffer = decoded[numba.get_thread_id()]
-                    status[i] = decode_region(data.ctypes.data, data.size, eighths, top, left, bottom, right,
-                                              buffer.ctypes.data, buffer.size, placed.ctypes.data)
-                    if status[i] == REGION_OK and not (placed[0] <= top and placed[1] <= left
-                                                       and placed[0] + placed[2] >= bottom
-                                                       and placed[1] + placed[3] >= right):
-                        status[i] = REGION_ERROR  # the JPEG's size disagrees with the .beton's metadata
-                    image = buffer[: placed[2] * placed[3] * 3].reshape(placed[2], placed[3], 3)
+                    # the JPEG must declare the metadata's size: a forged header is refused before any allocation
+                    status[i] = decode_region(data.ctypes.data, data.size, eighths, height, width, top, left, bottom,
+                                              right, buffer.ctypes.data, buffer.size, placed[i].ctypes.data)
+                    image = buffer[: placed[i, 2] * placed[i, 3] * 3].reshape(placed[i, 2], placed[i, 3], 3)
                 else:
                     image = data.reshape(height, width, 3)
                 if status[i] == REGION_OK:
                     out = views_of(destination, i)
                     for v in range(views):
                         top, left, crop_h, crop_w = scaled_window(windows[v], eighths)
-                        resize_crop(image, top - placed[0], left - placed[1], crop_h, crop_w, windows[v, 4] != 0,
+                        resize_crop(image, top - placed[i, 0], left - placed[i, 1], crop_h, crop_w, windows[v, 4] != 0,
                                     out[v], scratch[numba.get_thread_id()])
             for i in range(count):
-                if status[i] != REGION_OK:
-                    raise ValueError("ccrop_loaders: libjpeg-turbo could not decode the image of sample "
-                                     "(global index)", batch_indices[i], "- its JPEG data in the .beton is corrupt")
+                if status[i] == REGION_OK:
+                    continue
+                failed = batch_indices[i]
+                sample = "ccrop_loaders: sample (global index) " + str(failed)
+                declared = str(placed[i, 4]) + "x" + str(placed[i, 5]) + " pixels (height x width)"
+                meta_h, meta_w = np.int64(metadata[failed]["height"]), np.int64(metadata[failed]["width"])
+                if status[i] == REGION_BAD_SIZE and placed[i, 4] == meta_h and placed[i, 5] == meta_w:
+                    raise ValueError(sample + ": its JPEG declares " + declared + ", more than REGION_MAX_PIXELS ("
+                                     + str(REGION_MAX_PIXELS) + "); nothing was decoded")
+                if status[i] == REGION_BAD_SIZE:
+                    raise ValueError(sample + ": its JPEG declares " + declared + " but the .beton's metadata says "
+                                     + str(meta_h) + "x" + str(meta_w) + "; the JPEG or the .beton is damaged or "
+                                     "forged, nothing was decoded")
+                if status[i] == REGION_NO_MEMORY:
+                    raise MemoryError(sample + ": no memory for libjpeg-turbo's decompressor")
+                raise ValueError("ccrop_loaders: libjpeg-turbo could not decode the image of sample (global index) "
+                                 + str(failed) + " - its JPEG data in the .beton is corrupt")
             return destination[:count]
 
         decode.is_parallel = True

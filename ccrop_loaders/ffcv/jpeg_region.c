@@ -11,7 +11,9 @@
  * module is empty; the function is reached through ctypes, as FFCV does with
  * libffcv).
  */
+#ifndef CCROP_NO_PYTHON /* defined by the sanitizer harness (tests/ffcv), which links without Python */
 #include <Python.h>
+#endif
 #include <setjmp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,7 +26,18 @@ enum {
     REGION_CORRUPT_DATA = 2, /* libjpeg decoded but warned of corrupt data: the pixels are not trusted */
     REGION_TOO_LARGE = 3,    /* the region does not fit the output buffer */
     REGION_NO_MEMORY = 4,
+    REGION_BAD_SIZE = 5,     /* the header declares another size than expected, or more than REGION_MAX_PIXELS */
 };
+
+/* The most pixels a JPEG may declare (e.g. 16384 x 16384): more are refused before libjpeg allocates its buffers. */
+#define REGION_MAX_PIXELS ((int64_t)1 << 28)
+/* libjpeg's memory for an image (max_memory_to_use; the rest would need a backing store, an error here): its
+ * whole-image coefficient buffers (progressive JPEGs: 2 bytes per coefficient, 3 components) and row buffers. */
+#define REGION_MEMORY_PER_PIXEL 8
+#define REGION_MEMORY_BASE ((int64_t)16 << 20)
+
+/* REGION_MAX_PIXELS, for the Python binding. */
+int64_t ccrop_region_max_pixels(void) { return REGION_MAX_PIXELS; }
 
 struct region_error {
     struct jpeg_error_mgr mgr;
@@ -73,6 +86,10 @@ static int64_t clamp(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (
 
 /* Decode rows [top, bottom) and columns [left, right) of the image scaled by eighths/8 (1..8) as RGB.
  *
+ * The JPEG must declare `height` x `width` pixels (what the caller expects,
+ * e.g. the dataset's metadata), at most REGION_MAX_PIXELS: else REGION_BAD_SIZE,
+ * before libjpeg allocates the image's buffers. placed[4..5] receives the
+ * declared (height, width) once the header is read ((0, 0) until then).
  * Coordinates are in pixels of the scaled image (libjpeg's output_height =
  * ceil(height * eighths / 8)) and are clamped to it. The columns decoded are
  * widened by a pixel and to iMCU boundaries: placed[0..3] receives (row0, col0,
@@ -80,7 +97,7 @@ static int64_t clamp(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (
  * which contains the region asked for, pixel for pixel as a full decode gives
  * it (the extra columns may differ). Returns a REGION_* code.
  */
-int ccrop_decode_region(const unsigned char *data, uint64_t size, int eighths,
+int ccrop_decode_region(const unsigned char *data, uint64_t size, int eighths, int64_t height, int64_t width,
                         int64_t top, int64_t left, int64_t bottom, int64_t right,
                         unsigned char *out, int64_t capacity, int64_t *placed) {
     struct region_decoder *d = get_decoder();
@@ -92,22 +109,30 @@ int ccrop_decode_region(const unsigned char *data, uint64_t size, int eighths,
         return REGION_ERROR;
     }
     d->error.warnings = 0;
+    placed[4] = placed[5] = 0;
     jpeg_mem_src(cinfo, data, (unsigned long)size);
     jpeg_read_header(cinfo, TRUE);
+    placed[4] = cinfo->image_height;
+    placed[5] = cinfo->image_width;
+    if (placed[4] != height || placed[5] != width || height * width > REGION_MAX_PIXELS) {
+        jpeg_abort_decompress(cinfo);
+        return REGION_BAD_SIZE;
+    }
+    cinfo->mem->max_memory_to_use = (long)(REGION_MEMORY_PER_PIXEL * height * width + REGION_MEMORY_BASE);
     cinfo->out_color_space = JCS_RGB;
     cinfo->scale_num = (unsigned int)clamp(eighths, 1, 8);
     cinfo->scale_denom = 8;
     cinfo->dct_method = JDCT_IFAST; /* as FFCV (TJFLAG_FASTDCT) */
     jpeg_start_decompress(cinfo);
 
-    int64_t height = cinfo->output_height, width = cinfo->output_width;
-    top = clamp(top, 0, height - 1);
-    bottom = clamp(bottom, top + 1, height);
-    left = clamp(left, 0, width - 1);
-    right = clamp(right, left + 1, width);
+    int64_t rows_out = cinfo->output_height, cols_out = cinfo->output_width;
+    top = clamp(top, 0, rows_out - 1);
+    bottom = clamp(bottom, top + 1, rows_out);
+    left = clamp(left, 0, cols_out - 1);
+    right = clamp(right, left + 1, cols_out);
     /* one more column each side: fancy upsampling computes a crop's edge columns without their outer neighbours */
     JDIMENSION col0 = (JDIMENSION)(left > 0 ? left - 1 : 0);
-    JDIMENSION cols = (JDIMENSION)((right < width ? right + 1 : width) - col0);
+    JDIMENSION cols = (JDIMENSION)((right < cols_out ? right + 1 : cols_out) - col0);
     if (cols < cinfo->output_width)
         jpeg_crop_scanline(cinfo, &col0, &cols);
     if ((bottom - top) * (int64_t)cols * 3 > capacity) {
@@ -135,9 +160,11 @@ int ccrop_decode_region(const unsigned char *data, uint64_t size, int eighths,
     return d->error.warnings ? REGION_CORRUPT_DATA : REGION_OK;
 }
 
+#ifndef CCROP_NO_PYTHON
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_jpeg_region",
     "Region decoding for ccrop_loaders.ffcv; the code is reached through ctypes (ccrop_decode_region).", -1, NULL,
 };
 
 PyMODINIT_FUNC PyInit__jpeg_region(void) { return PyModule_Create(&module); }
+#endif
