@@ -1,13 +1,13 @@
 """DALI adapter: ContrastiveCrop windows and views inside a pipeline graph (``ops``), ready file-reader and
 external-source pipelines (``readers``), and a torch iterator (``iterator``)."""
-from .ops import contrastive_crop_views, contrastive_crop_windows, crop_resize_views, raise_index_errors
+from .ops import contrastive_crop_views, contrastive_crop_windows, crop_resize_views
 from .augment import ssl_view_augment
 from .readers import (ExternalSourceReader, FolderFiles, external_source_pipeline, file_reader_pipeline,
                       full_image_pipeline)
 
 __all__ = ["ContrastiveCropIterator", "ExternalSourceReader", "FolderFiles", "contrastive_crop_views",
            "contrastive_crop_windows", "crop_resize_views", "external_source_pipeline", "file_reader_pipeline",
-           "full_image_pipeline", "raise_index_errors", "ssl_view_augment"]
+           "full_image_pipeline", "ssl_view_augment"]
 
 
 def __getattr__(name: str):

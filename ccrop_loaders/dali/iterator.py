@@ -7,11 +7,12 @@ from collections.abc import Iterator, Sequence
 from nvidia.dali.pipeline import Pipeline
 from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
-from .ops import raise_index_errors
 from .readers import READER_NAME
 
 _POLICIES = {"drop": LastBatchPolicy.DROP, "fill": LastBatchPolicy.FILL, "partial": LastBatchPolicy.PARTIAL}
 _FAILED_SAMPLE = re.compile(r"Failed to decode sample #\d+ : (\S+)")
+_OUTSIDE_TABLE = re.compile(r"sample index outside box table\?.*input_shape=\{(\d+) x 0\}, slice_anchor=\{(-?\d+) x 0\}",
+                            re.S)
 
 
 class ContrastiveCropIterator:
@@ -51,8 +52,6 @@ class ContrastiveCropIterator:
             raise
         except RuntimeError as err:
             raise self._explain(err) from err
-        for pipe in self.pipelines:
-            raise_index_errors(pipe)
         batch = outputs[0]  # one dict per pipeline; this process usually drives one GPU
         if len(outputs) > 1:
             import torch
@@ -65,6 +64,11 @@ class ContrastiveCropIterator:
         }
 
     def _explain(self, err: RuntimeError) -> Exception:
+        outside = _OUTSIDE_TABLE.search(str(err))
+        if outside is not None:
+            size, index = outside.groups()
+            return IndexError(f"sample index {index} is outside the box table ({size} rows): the indices fed to the "
+                              f"ContrastiveCrop op must be global indices in [0, {size})")
         match = _FAILED_SAMPLE.search(str(err))
         files = getattr(self.pipelines[0], "_ccrop_files", None)
         if match is None or files is None:

@@ -12,7 +12,6 @@ import math
 from collections.abc import Sequence
 
 import numba
-import numpy as np
 from nvidia.dali import fn, types
 from nvidia.dali.data_node import DataNode
 from nvidia.dali.pipeline import Pipeline
@@ -20,27 +19,22 @@ from nvidia.dali.plugin.numba.fn.experimental import numba_function
 
 from ..core import BoxTable, beta_quantiles, table_crop_window, table_flip
 from ..core.sampler import check_alpha, check_count, check_range, check_size
-from ..core.table import words_at
 
 DEVICES = ("cpu", "gpu")
 DECODE_MODES = ("auto", "once", "slice")
 
 
 @numba.njit(cache=True, nogil=True)
-def view_windows(address, num_samples, errors_address, index, height, width, scale_lo, scale_hi,
-                 log_ratio_lo, log_ratio_hi, quantiles, flip, windows, rois):
+def view_windows(address, num_samples, index, height, width, scale_lo, scale_hi, log_ratio_lo, log_ratio_hi,
+                 quantiles, flip, windows, rois):
     """Fill ``windows`` int32 (V, 4) ``(top, left, crop_height, crop_width)`` and ``rois`` float32 (V, 4)
     ``(y_start, x_start, y_end, x_end)`` in pixels for sample ``index`` of an image ``height`` x ``width``.
 
     A mirrored view (``flip`` and the keyed coin) has ``x_start > x_end``: DALI's
-    resize flips such a ROI. An index outside the table is counted in the error
-    words at ``errors_address`` (count, first bad index) and gets the whole image.
+    resize flips such a ROI. An index outside the table reads no memory and gets
+    the whole image (in a pipeline, ``checked_indices`` has failed the batch already).
     """
     if index < 0 or index >= num_samples:
-        errors = words_at(errors_address, 2)
-        if errors[0] == 0:
-            errors[1] = np.uint64(index)
-        errors[0] += np.uint64(1)
         for v in range(windows.shape[0]):
             windows[v, 0], windows[v, 1], windows[v, 2], windows[v, 3] = 0, 0, height, width
             rois[v, 0], rois[v, 1], rois[v, 2], rois[v, 3] = 0.0, 0.0, height, width
@@ -82,20 +76,15 @@ def keep_alive(*objects) -> None:
     pipe._ccrop_keep_alive.extend(objects)
 
 
-def index_errors(pipe: Pipeline) -> tuple[int, int]:
-    """``(count, first bad index)`` of sample indices outside the table seen by ``pipe``'s windows ops so far."""
-    errors = getattr(pipe, "_ccrop_index_errors", None)
-    if errors is None:
-        return 0, 0
-    return int(errors[0]), int(errors[1])
-
-
-def raise_index_errors(pipe: Pipeline) -> None:
-    """Raise if a windows op of ``pipe`` met a sample index outside its table (the op cannot raise itself)."""
-    count, first = index_errors(pipe)
-    if count:
-        raise IndexError(f"{count} sample indices were outside the box table, the first {first}: "
-                         "the indices fed to the ContrastiveCrop op must be global indices in [0, len(table))")
+def checked_indices(indices: DataNode, num_samples: int) -> tuple[DataNode, DataNode]:
+    """``indices`` as int64 (1,), and an empty uint8 (1, 0) per sample whose op fails the batch when an index is
+    outside ``[0, num_samples)``: DALI's error quotes the line below and gives the index as ``slice_anchor``
+    and the table size as ``input_shape``. Feed the empty output to an op that must not run on such a batch."""
+    indices = fn.reshape(fn.cast(indices, dtype=types.INT64), shape=[1])
+    rows = fn.zeros(shape=[num_samples, 0], dtype=types.UINT8)  # one row per table row, no bytes
+    start = fn.cast(indices, dtype=types.INT32)  # saturates: an index beyond int32 stays outside the table
+    in_table = fn.slice(rows, start, [1], axes=[0], out_of_bounds_policy="error")  # sample index outside box table?
+    return indices, in_table
 
 
 def _windows_and_rois(shapes: DataNode, indices: DataNode, table: BoxTable | str, num_views: int,
@@ -107,19 +96,15 @@ def _windows_and_rois(shapes: DataNode, indices: DataNode, table: BoxTable | str
     scale_lo, scale_hi = check_range("scale", scale)
     ratio_lo, ratio_hi = check_range("ratio", ratio)
     quantiles = beta_quantiles(check_alpha(alpha))
-    pipe = _current_pipeline()
-    if not hasattr(pipe, "_ccrop_index_errors"):
-        pipe._ccrop_index_errors = np.zeros(2, dtype=np.uint64)
-    errors = pipe._ccrop_index_errors
     keep_alive(table)
 
-    # Constants the compiled op holds: the table's address (its memory is read live), the error words' address.
-    address, num_samples, errors_address = table.address, len(table), errors.ctypes.data
+    # Constants the compiled op holds: the table's address (its memory is read live) and size.
+    address, num_samples = table.address, len(table)
     log_lo, log_hi, mirror = math.log(ratio_lo), math.log(ratio_hi), bool(flip)
 
-    def run(windows, rois, shape, index):
-        view_windows(address, num_samples, errors_address, index[0], shape[0], shape[1], scale_lo, scale_hi,
-                     log_lo, log_hi, quantiles, mirror, windows, rois)
+    def run(windows, rois, shape, index, in_table):
+        view_windows(address, num_samples, index[0], shape[0], shape[1], scale_lo, scale_hi, log_lo, log_hi,
+                     quantiles, mirror, windows, rois)
 
     def setup(outs, ins):
         for out in range(2):
@@ -128,10 +113,11 @@ def _windows_and_rois(shapes: DataNode, indices: DataNode, table: BoxTable | str
                 outs[out][sample][1] = 4
 
     shapes = fn.cast(shapes, dtype=types.INT64)
-    indices = fn.reshape(fn.cast(indices, dtype=types.INT64), shape=[1])
-    windows, rois = numba_function(shapes, indices, run_fn=run, setup_fn=setup,
+    indices, in_table = checked_indices(indices, num_samples)
+    windows, rois = numba_function(shapes, indices, in_table, run_fn=run, setup_fn=setup,
                                    out_types=[types.INT32, types.FLOAT], outs_ndim=[2, 2],
-                                   in_types=[types.INT64, types.INT64], ins_ndim=[1, 1], device="cpu")
+                                   in_types=[types.INT64, types.INT64, types.UINT8], ins_ndim=[1, 1, 2],
+                                   device="cpu")
     return windows, rois
 
 

@@ -234,7 +234,6 @@ class ExternalSourceReader:
             raise ValueError(f"a shard of {shard_size} samples holds no whole batch of {batch_size}")
         self._table: BoxTable | None = None
         self._order: tuple[int, np.ndarray] | None = None
-        self._unused_errors = np.zeros(2, dtype=np.uint64)  # indices here are always in range
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -270,9 +269,9 @@ class ExternalSourceReader:
             raise ValueError(f"sample {index}: cannot read the image header ({err})") from None
         windows = np.empty((self.num_views, 4), dtype=np.int32)
         rois = np.empty((self.num_views, 4), dtype=np.float32)
-        view_windows(self._table.address, self.num_samples, self._unused_errors.ctypes.data, np.int64(index),
-                     np.int64(height), np.int64(width), self.scale[0], self.scale[1], self.log_ratio[0],
-                     self.log_ratio[1], beta_quantiles(self.alpha), self.flip, windows, rois)
+        view_windows(self._table.address, self.num_samples, np.int64(index), np.int64(height), np.int64(width),
+                     self.scale[0], self.scale[1], self.log_ratio[0], self.log_ratio[1], beta_quantiles(self.alpha),
+                     self.flip, windows, rois)
         label = -1 if self.labels is None else int(self.labels[index])
         return (encoded, np.array([index], dtype=np.int64), np.array([label], dtype=np.int64), windows, rois)
 

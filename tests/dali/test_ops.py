@@ -1,14 +1,14 @@
 """The windows op and the views, in hand-written pipelines over a file reader (CPU, device_id=None)."""
 import numpy as np
 import pytest
-from nvidia.dali import fn, pipeline_def
+from nvidia.dali import fn, pipeline_def, types
 from PIL import Image
 
 from ccrop_loaders import sample_crop
 from ccrop_loaders.core import sample_flip
-from ccrop_loaders.dali import contrastive_crop_views, contrastive_crop_windows, raise_index_errors
+from ccrop_loaders.dali import contrastive_crop_views, contrastive_crop_windows
 
-from .conftest import has_gpu
+from .conftest import NUM_IMAGES, has_gpu
 
 SIZE = (40, 48)
 
@@ -64,11 +64,24 @@ def test_table_writes_and_controls_are_live(folder, table):
         np.testing.assert_array_equal(windows, expected(folder, table, i))
 
 
-def test_index_outside_table_is_reported(folder, table):
-    p = windows_pipeline(folder.paths[:2], table, indices=[0, len(table) + 5])
-    run_windows(p)
-    with pytest.raises(IndexError, match=f"the first {len(table) + 5}"):
-        raise_index_errors(p)
+@pytest.mark.parametrize("bad", [NUM_IMAGES + 5, -1, 2**40])
+@pytest.mark.parametrize("op", ["windows", "views"])
+def test_index_outside_table_fails_the_batch(folder, table, op, bad):
+    @pipeline_def(batch_size=2, num_threads=1, device_id=None, prefetch_queue_depth=1)
+    def pipe():
+        jpegs, _ = fn.readers.file(files=folder.paths[:2], labels=[0, 1])
+        index = fn.cast(fn.external_source(source=lambda: [np.array([0]), np.array([bad])], batch=True),
+                        dtype=types.INT64)
+        if op == "windows":
+            return contrastive_crop_windows(fn.peek_image_shape(jpegs), index, table)
+        return tuple(contrastive_crop_views(jpegs, index, table, size=SIZE))
+
+    p = pipe()
+    p.build()
+    anchor = min(bad, 2**31 - 1)  # DALI's slice takes int32 starts; the cast saturates
+    with pytest.raises(RuntimeError, match=rf"sample index outside box table(.|\n)*input_shape={{{NUM_IMAGES} x 0}}, "
+                                           rf"slice_anchor={{{anchor} x 0}}"):
+        p.run()
 
 
 def test_missing_table_name_is_refused(folder):
