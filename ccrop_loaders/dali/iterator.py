@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import signal
 from collections.abc import Iterator, Sequence
 
 from nvidia.dali.pipeline import Pipeline
@@ -46,11 +47,13 @@ class ContrastiveCropIterator:
         return self
 
     def __next__(self) -> dict:
+        self._raise_if_workers_died(None)
         try:
             outputs = next(self._inner)
         except StopIteration:
             raise
         except RuntimeError as err:
+            self._raise_if_workers_died(err)
             raise self._explain(err) from err
         batch = outputs[0]  # one dict per pipeline; this process usually drives one GPU
         if len(outputs) > 1:
@@ -62,6 +65,16 @@ class ContrastiveCropIterator:
             "label": batch["label"].reshape(-1),
             "index": batch["index"].reshape(-1),
         }
+
+    def _raise_if_workers_died(self, err: RuntimeError | None) -> None:
+        """Raise naming the external-source worker processes that exited (DALI says only "receiving interrupted")."""
+        dead = [f"pid {proc.pid} ({_exit_reason(proc.exitcode)})" for pipe in self.pipelines
+                for proc in getattr(getattr(getattr(pipe, "_py_pool", None), "pool", None), "_processes", ())
+                if proc.exitcode is not None]
+        if dead:
+            raise RuntimeError(f"DALI external-source worker process {', '.join(dead)} died; the pipeline cannot go "
+                               "on: build a new one (a worker killed by the OOM killer: fewer py_num_workers or "
+                               "a smaller prefetch_queue_depth)") from err
 
     def _explain(self, err: RuntimeError) -> Exception:
         outside = _OUTSIDE_TABLE.search(str(err))
@@ -77,3 +90,7 @@ class ContrastiveCropIterator:
         return ValueError(
             f"cannot decode {path} (sample index {files.index_of(path)}); leave unreadable files out with "
             "FolderFiles.from_folder(root, check_images=True), or remove the file")
+
+
+def _exit_reason(code: int) -> str:
+    return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"

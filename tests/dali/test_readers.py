@@ -155,3 +155,36 @@ def test_external_source_pipeline_yields_views(folder, table):
         assert batch["label"].tolist() == [folder.labels[i] for i in batch["index"].tolist()]
         seen += batch["index"].tolist()
     assert sorted(seen) == list(range(len(folder)))
+
+
+KILL_WORKER = """
+import os, signal, sys, time
+from ccrop_loaders import BoxTable
+from ccrop_loaders.dali import ExternalSourceReader, external_source_pipeline
+from ccrop_loaders.dali.iterator import ContrastiveCropIterator
+from tests.dali.test_readers import JpegBytes
+
+paths = sys.argv[1:]
+with BoxTable.create(len(paths)) as table:
+    reader = ExternalSourceReader(JpegBytes(paths), len(paths), table, batch_size=2)
+    pipe = external_source_pipeline(reader, num_threads=1, py_num_workers=2, size=(16, 16))
+    it = ContrastiveCropIterator(pipe)
+    for epoch in range(1000):
+        for n, batch in enumerate(it):
+            if epoch == 0 and n == 1:
+                os.kill(pipe._py_pool.pids()[0], signal.SIGKILL)
+print("no error")
+"""
+
+
+def test_killed_external_source_worker_is_an_error_not_a_hang(folder):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", KILL_WORKER, *folder.paths], cwd=root, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode != 0, done.stdout
+    assert "DALI external-source worker process pid" in done.stderr and "killed by SIGKILL" in done.stderr, \
+        done.stderr[-3000:]
