@@ -12,6 +12,7 @@ CPU, NCCL on GPU): each rank localizes its shard, the updater all-gathers.
 from __future__ import annotations
 
 import argparse
+import datetime
 import math
 import os
 import tempfile
@@ -167,6 +168,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--max-resolution", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dist-timeout", type=float, default=1800.0,
+                   help="seconds a collective (all-gather, DDP all-reduce, barrier) waits for the other ranks before "
+                        "failing, so that a job one rank has left ends instead of hanging (default 1800; rank 0 "
+                        "converts the FFCV dataset while the others wait at a barrier: raise it for a large one)")
     p.add_argument("--checkpoint", type=Path, default=None, help="saved every epoch")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     p.add_argument("--tiny", action="store_true",
@@ -177,12 +182,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.resume and args.checkpoint is None:
         p.error("--resume needs --checkpoint")
+    if not args.dist_timeout > 0:
+        p.error(f"--dist-timeout must be a positive number of seconds, got {args.dist_timeout}")
     return args
 
 
-def setup_distributed() -> torch.device:
+def setup_distributed(timeout_s: float) -> torch.device:
+    """Join the torchrun job when WORLD_SIZE > 1 (NCCL on GPU, gloo on CPU); return this rank's device.
+
+    Collectives fail after ``timeout_s`` seconds without the other ranks: a rank
+    that fails raises and exits (nothing collective runs on an error path), its
+    peers fail on their next collective or at the timeout, and torchrun ends the job.
+    """
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo",
+                                timeout=datetime.timedelta(seconds=timeout_s))
     if torch.cuda.is_available():
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
@@ -201,7 +215,7 @@ def localization_pass(model: SSLModel, data: Data, updater: BoxUpdater, show: bo
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    device = setup_distributed()
+    device = setup_distributed(args.dist_timeout)
     rank = dist.get_rank() if dist.is_initialized() else 0
     show = rank == 0
     torch.manual_seed(args.seed)
@@ -251,6 +265,8 @@ def train(args, device: torch.device, folder: Path, work: Path, table: BoxTable,
     data = Data(args.backend, folder, work, table, args, device)
     ddp = torch.nn.parallel.DistributedDataParallel(model) if dist.is_initialized() else model
     history = {"losses": [], "boxes_before": table.read(), "localized_at": []}
+    # an exception in this block stops the updater without a flush (a collective) and goes on up: this rank
+    # prints it and exits non-zero, and the other ranks fail on their next collective
     with BoxUpdater(table, threshold=args.threshold, input_size=args.size) as updater:
         for epoch in range(start_epoch, args.epochs):
             if schedule.localize_at(epoch):
