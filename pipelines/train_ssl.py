@@ -26,6 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ccrop_loaders import BoxTable, BoxUpdater, ContrastiveCropSchedule, restore_table, table_state
+from ccrop_loaders.folder import folder_fingerprint
 from ccrop_loaders.trainer.augment import IMAGENET_MEAN, IMAGENET_STD, simclr_augment
 
 # ----------------------------------------------------------------- models
@@ -97,15 +98,18 @@ class Data:
         self.backend, self.device, self.args = backend, device, args
         distributed = dist.is_initialized()
         if backend == "ffcv":
-            from ccrop_loaders.ffcv.convert import convert_folder
+            from ccrop_loaders.ffcv.convert import ensure_converted, wait_converted
 
             from .ffcv_ssl import localization_loader, ssl_loader
 
             beton = work / "train.beton"
-            if not beton.exists() and (not distributed or dist.get_rank() == 0):
-                convert_folder(folder, beton, max_resolution=args.max_resolution, workers=args.workers)
-            if distributed:
-                dist.barrier()
+            # Keyed to --data: other or changed images are converted again. One process per node converts (a long
+            # job on ImageNet); the others wait for its record, not in a collective that --dist-timeout would end.
+            options = dict(max_resolution=args.max_resolution, workers=args.workers)
+            if args.checkpoint is None or int(os.environ.get("LOCAL_RANK", "0")) == 0:  # None: a private work folder
+                ensure_converted(folder, beton, **options)
+            else:
+                wait_converted(folder, beton, **options)
             self.train = ssl_loader(str(beton), table, batch_size=args.batch_size, num_workers=args.workers,
                                     device=device, size=args.size, alpha=args.alpha, distributed=distributed,
                                     seed=args.seed)
@@ -170,8 +174,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dist-timeout", type=float, default=1800.0,
                    help="seconds a collective (all-gather, DDP all-reduce, barrier) waits for the other ranks before "
-                        "failing, so that a job one rank has left ends instead of hanging (default 1800; rank 0 "
-                        "converts the FFCV dataset while the others wait at a barrier: raise it for a large one)")
+                        "failing, so that a job one rank has left ends instead of hanging (default 1800)")
     p.add_argument("--checkpoint", type=Path, default=None, help="saved every epoch")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     p.add_argument("--tiny", action="store_true",
@@ -229,7 +232,8 @@ def main(argv=None) -> dict:
             from ccrop_loaders.sample_data import make_image_folder
 
             folder = folder or work / "demo_images"
-            if rank == 0 and not folder.exists():
+            private = args.data is None and args.checkpoint is None  # in this process's own temporary folder
+            if (rank == 0 or private) and not folder.exists():
                 make_image_folder(folder, 48, shorter_side=(80, 120))
             if dist.is_initialized():
                 dist.barrier()
@@ -241,6 +245,7 @@ def main(argv=None) -> dict:
 
 
 def train(args, device: torch.device, folder: Path, work: Path, table: BoxTable, show: bool) -> dict:
+    data_key = folder_fingerprint(folder)  # checkpoints are keyed to the images their boxes index
     schedule = ContrastiveCropSchedule(args.epochs, args.warmup_epochs, args.loc_interval)
     table.seed = args.seed
     model = SSLModel(args.arch).to(device)
@@ -253,6 +258,10 @@ def train(args, device: torch.device, folder: Path, work: Path, table: BoxTable,
     start_epoch = 0
     if args.resume:
         state = torch.load(args.checkpoint, map_location=device, weights_only=True)
+        if state.get("data") not in (None, data_key):
+            raise SystemExit(f"--resume: {args.checkpoint} was trained on other images than {folder} (files, sizes or "
+                             "mtimes differ): its boxes would belong to other samples. Point --data at the images it "
+                             "was trained on, or start without --resume")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if key_model is not None:
@@ -301,7 +310,7 @@ def train(args, device: torch.device, folder: Path, work: Path, table: BoxTable,
                       f"{'ContrastiveCrop' if table.use_boxes else 'RandomResizedCrop'})")
             if args.checkpoint is not None and show:
                 state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
-                         "boxes": table_state(table)}
+                         "boxes": table_state(table), "data": data_key}
                 if key_model is not None:
                     state.update(key_model=key_model.state_dict(), queue=queue)
                 tmp = args.checkpoint.with_suffix(".tmp")

@@ -272,6 +272,7 @@ class BoxTable:
     def __init__(self, path: Path, mapping: TableMapping, *, owner_lock_fd: int | None = None):
         self._path = str(path)
         self._mapping: TableMapping | None = mapping
+        self._num_samples = mapping.num_samples
         self._owner = owner_lock_fd is not None
         self._finalizer = None
         if self._owner:
@@ -403,7 +404,7 @@ class BoxTable:
         return self.mapping().address
 
     def __len__(self) -> int:
-        return self.mapping().num_samples
+        return self._num_samples
 
     def check_dataset_size(self, num_samples: int) -> None:
         """Refuse a dataset of another size than the table (one row per global sample index)."""

@@ -89,17 +89,17 @@ def checked_indices(indices: DataNode, num_samples: int) -> tuple[DataNode, Data
 
 def _windows_and_rois(shapes: DataNode, indices: DataNode, table: BoxTable | str, num_views: int,
                       scale: Sequence[float], ratio: Sequence[float], alpha: float, flip: bool):
-    # The pipeline maps the table itself: the caller closing its BoxTable must not unmap memory that
+    # The pipeline holds the table's mapping itself: the caller closing its BoxTable must not unmap memory that
     # DALI's threads (still prefetching) read.
-    table = BoxTable.attach(resolve_table(table).name)
+    mapping = resolve_table(table).mapping()
     views = check_count("num_views", num_views)
     scale_lo, scale_hi = check_range("scale", scale)
     ratio_lo, ratio_hi = check_range("ratio", ratio)
     quantiles = beta_quantiles(check_alpha(alpha))
-    keep_alive(table)
+    keep_alive(mapping)
 
     # Constants the compiled op holds: the table's address (its memory is read live) and size.
-    address, num_samples = table.address, len(table)
+    address, num_samples = mapping.address, mapping.num_samples
     log_lo, log_hi, mirror = math.log(ratio_lo), math.log(ratio_hi), bool(flip)
 
     def run(windows, rois, shape, index, in_table):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,17 +106,34 @@ def conversion_key(source: str | Path, *, max_resolution: int | None = None, qua
             "write_mode": write_mode}
 
 
-def ensure_converted(source: str | Path, output: str | Path, **options) -> bool:
-    """Convert ``source`` to ``output`` unless ``output`` was converted from the same, unchanged folder with the same
-    options (its ``.source.json`` record says so). Returns whether it converted. ``options``: ``convert_folder``'s.
-    """
+def _record_matches(source: str | Path, output: str | Path, options: dict) -> tuple[bool, dict | None]:
     key = conversion_key(source, **{k: v for k, v in options.items()
                                     if k in ("max_resolution", "quality", "write_mode")})
     try:
         record = json.loads(source_record(output).read_text())
     except (OSError, ValueError):
         record = None
-    if Path(output).is_file() and isinstance(record, dict) and all(record.get(k) == v for k, v in key.items()):
+    matches = Path(output).is_file() and isinstance(record, dict) and all(record.get(k) == v for k, v in key.items())
+    return matches, record
+
+
+def wait_converted(source: str | Path, output: str | Path, *, timeout_s: float = 86400.0, poll_s: float = 2.0,
+                   **options) -> None:
+    """Wait (polling, up to ``timeout_s``) until another process has converted ``source`` to ``output`` with
+    ``options``: what the other ranks of a node do while one converts, instead of a collective with a timeout."""
+    deadline = time.monotonic() + timeout_s
+    while not _record_matches(source, output, options)[0]:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{output} was not converted from {source} within {timeout_s:.0f} s")
+        time.sleep(poll_s)
+
+
+def ensure_converted(source: str | Path, output: str | Path, **options) -> bool:
+    """Convert ``source`` to ``output`` unless ``output`` was converted from the same, unchanged folder with the same
+    options (its ``.source.json`` record says so). Returns whether it converted. ``options``: ``convert_folder``'s.
+    """
+    matches, record = _record_matches(source, output, options)
+    if matches:
         return False
     if Path(output).exists():
         why = "has no record of its source" if record is None else "was converted from other images or options"

@@ -193,6 +193,9 @@ class _TableDecoder(_CropResizeDecoder):
         if not isinstance(table, BoxTable):
             raise TypeError(f"table must be a ccrop_loaders.BoxTable, got {type(table).__name__}")
         self.table = table
+        # The decoder holds the table's memory itself: the Loader's threads read it through this mapping's address
+        # even after the user closed, unlinked or dropped the table (left its `with` block while prefetching).
+        self.table_mapping = table.mapping()
         self.scale = check_range("scale", scale)
         self.ratio = check_range("ratio", ratio)
         self.alpha = check_alpha(alpha)
@@ -202,7 +205,7 @@ class _TableDecoder(_CropResizeDecoder):
         self.table.check_dataset_size(num_samples)
 
     def window_function(self) -> Callable:
-        address, n = self.table.address, len(self.table)
+        address, n = self.table_mapping.address, self.table_mapping.num_samples
         scale_lo, scale_hi = self.scale
         log_lo, log_hi = math.log(self.ratio[0]), math.log(self.ratio[1])
         quantiles = beta_quantiles(self.alpha)

@@ -6,6 +6,8 @@ import pytest
 
 pytest.importorskip("torch")
 
+from ccrop_loaders.sample_data import make_image_folder  # noqa: E402
+
 
 @pytest.mark.parametrize("backend, method", [("ffcv", "moco"), ("dali", "simclr")])
 def test_tiny_run_localizes_trains_and_resumes(backend, method, tmp_path):
@@ -25,3 +27,8 @@ def test_tiny_run_localizes_trains_and_resumes(backend, method, tmp_path):
     resumed = main([*common, "--resume", "--epochs", "5"])
     np.testing.assert_array_equal(resumed["boxes_before"], first["boxes_after"])  # rows came back
     assert len(resumed["losses"]) == 1 and resumed["use_boxes"] and resumed["table_epoch"] == 4
+
+    other = tmp_path / "other-images"
+    make_image_folder(other, 48, shorter_side=(80, 120), seed=9)
+    with pytest.raises(SystemExit, match="trained on other images"):
+        main([*common[:-4], "--data", str(other), "--checkpoint", str(ckpt), "--resume", "--epochs", "6"])
