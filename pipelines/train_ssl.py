@@ -129,11 +129,28 @@ class Data:
                                               device=dali_device, size=args.size)
         self.mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1) * 255
+        self._compiled: set[str] = set()
+
+    @property
+    def steps(self) -> int:
+        """Training steps per epoch on this rank."""
+        return len(self.train)
+
+    @property
+    def localization_steps(self) -> int:
+        return len(self.full)
+
+    def _first_batch_notice(self, which: str) -> None:
+        if self.backend == "ffcv" and which not in self._compiled:
+            self._compiled.add(which)
+            if self.args.show:
+                tqdm.write(f"FFCV compiles the {which} pipeline on its first batch (about 10 s)...")
 
     def normalize(self, views: torch.Tensor) -> torch.Tensor:
         return (views.to(self.device).permute(0, 3, 1, 2).float() - self.mean) / self.std
 
     def views(self):
+        self._first_batch_notice("training")
         if self.backend == "ffcv":
             for images, _, index in self.train:
                 yield self.augment[0](images[:, 0]), self.augment[1](images[:, 1]), index.flatten()
@@ -142,6 +159,7 @@ class Data:
                 yield self.normalize(batch["views"][0]), self.normalize(batch["views"][1]), batch["index"]
 
     def full_images(self):
+        self._first_batch_notice("localization")
         if self.backend == "ffcv":
             for images, _, index in self.full:
                 yield self.normalize(images), index.flatten()
@@ -180,11 +198,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--tiny", action="store_true",
                    help="demo data, tiny encoder, 64 px, 4 epochs: about a minute on 2 CPU cores")
     if p.parse_known_args(argv)[0].tiny:  # new defaults; options given on the command line still win
-        p.set_defaults(arch="tiny", size=64, epochs=4, batch_size=16, queue=256, warmup_epochs=1, loc_interval=1,
-                       lr=0.03)
+        p.set_defaults(arch="tiny", size=64, epochs=4, batch_size=None, queue=256, warmup_epochs=1, loc_interval=1,
+                       lr=0.03)  # batch None: the largest up to 16 that splits each rank's share evenly
     args = p.parse_args(argv)
     if args.resume and args.checkpoint is None:
         p.error("--resume needs --checkpoint")
+    if args.resume and not args.checkpoint.is_file():
+        p.error(f"--resume: there is no checkpoint at {args.checkpoint} (a run saves one there with --checkpoint)")
     if not args.dist_timeout > 0:
         p.error(f"--dist-timeout must be a positive number of seconds, got {args.dist_timeout}")
     return args
@@ -207,10 +227,17 @@ def setup_distributed(timeout_s: float) -> torch.device:
     return torch.device("cpu")
 
 
+def tiny_batch_size(num_samples: int, world_size: int) -> int:
+    """The largest batch up to 16 that divides each rank's share: --tiny trains on every sample."""
+    share = max(1, num_samples // world_size)
+    return max(b for b in range(1, 17) if share % b == 0)
+
+
 @torch.no_grad()
 def localization_pass(model: SSLModel, data: Data, updater: BoxUpdater, show: bool) -> None:
     model.eval()
-    for images, index in tqdm(data.full_images(), desc="localizing", leave=False, disable=not show):
+    for images, index in tqdm(data.full_images(), desc="localizing", total=data.localization_steps, leave=False,
+                              unit="batch", disable=not show):
         updater.update(model.features(images), index)
     updater.flush()
     model.train()
@@ -220,7 +247,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     device = setup_distributed(args.dist_timeout)
     rank = dist.get_rank() if dist.is_initialized() else 0
-    show = rank == 0
+    show = args.show = rank == 0
     torch.manual_seed(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         work = (args.checkpoint.parent if args.checkpoint else Path(tmp))
@@ -240,6 +267,8 @@ def main(argv=None) -> dict:
         from ccrop_loaders.folder import list_images
 
         num_samples = len(list_images(folder)[0])
+        if args.batch_size is None:
+            args.batch_size = tiny_batch_size(num_samples, dist.get_world_size() if dist.is_initialized() else 1)
         with BoxTable.create(num_samples) as table:
             return train(args, device, folder, work, table, show)
 
@@ -269,15 +298,26 @@ def train(args, device: torch.device, folder: Path, work: Path, table: BoxTable,
             queue = state["queue"].to(device)
         restore_table(table, state["boxes"])
         start_epoch = state["epoch"]
+        localized = list(state.get("localized_at", []))
         if show:
-            print(f"resumed at epoch {start_epoch}: use_boxes={table.use_boxes}, table epoch {table.epoch}")
+            print(f"resumed at epoch {start_epoch} of {args.epochs}: boxes localized at epochs {localized}, "
+                  f"{'ContrastiveCrop' if table.use_boxes else 'RandomResizedCrop warm-up'}")
+    else:
+        localized = []
     data = Data(args.backend, folder, work, table, args, device)
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    used = data.steps * args.batch_size * world
+    if show and used < len(table):
+        print(f"note: each epoch trains on {used} of {len(table)} samples ({world} rank(s) x {data.steps} steps x "
+              f"batch {args.batch_size}); the rest of each rank's shuffled share is dropped (drop_last)")
     ddp = torch.nn.parallel.DistributedDataParallel(model) if dist.is_initialized() else model
-    history = {"losses": [], "boxes_before": table.read(), "localized_at": []}
+    history = {"losses": [], "boxes_before": table.read(), "localized_at": localized}
     # an exception in this block stops the updater without a flush (a collective) and goes on up: this rank
     # prints it and exits non-zero, and the other ranks fail on their next collective
     with BoxUpdater(table, threshold=args.threshold, input_size=args.size) as updater:
-        for epoch in range(start_epoch, args.epochs):
+        epochs = tqdm(range(start_epoch, args.epochs), desc="epochs", initial=start_epoch, total=args.epochs,
+                      unit="epoch", disable=not show)
+        for epoch in epochs:
             if schedule.localize_at(epoch):
                 localization_pass(model, data, updater, show)
                 history["localized_at"].append(epoch)
@@ -287,7 +327,7 @@ def train(args, device: torch.device, folder: Path, work: Path, table: BoxTable,
                 group["lr"] = lr
             total, count = 0.0, 0
             bar = tqdm(data.views(), desc=f"epoch {epoch} ({'ContrastiveCrop' if table.use_boxes else 'RRC'})",
-                       leave=False, disable=not show)
+                       total=data.steps, unit="step", leave=False, disable=not show)
             for view1, view2, _ in bar:
                 q = ddp(view1)
                 if key_model is not None:
@@ -306,11 +346,11 @@ def train(args, device: torch.device, folder: Path, work: Path, table: BoxTable,
                 bar.set_postfix(loss=f"{loss.item():.3f}")
             history["losses"].append(total / max(count, 1))
             if show:
-                print(f"epoch {epoch}: loss {history['losses'][-1]:.4f} ({count} steps, "
-                      f"{'ContrastiveCrop' if table.use_boxes else 'RandomResizedCrop'})")
+                tqdm.write(f"epoch {epoch}: loss {history['losses'][-1]:.4f} ({count} steps, "
+                           f"{'ContrastiveCrop' if table.use_boxes else 'RandomResizedCrop'})")
             if args.checkpoint is not None and show:
                 state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
-                         "boxes": table_state(table), "data": data_key}
+                         "boxes": table_state(table), "data": data_key, "localized_at": history["localized_at"]}
                 if key_model is not None:
                     state.update(key_model=key_model.state_dict(), queue=queue)
                 tmp = args.checkpoint.with_suffix(".tmp")
@@ -319,9 +359,11 @@ def train(args, device: torch.device, folder: Path, work: Path, table: BoxTable,
     history["boxes_after"] = table.read()
     history["use_boxes"], history["table_epoch"] = table.use_boxes, table.epoch
     if show:
+        full = np.array([0, 0, 1, 1], dtype=np.float32)
+        located = np.abs(history["boxes_after"] - full).max(axis=1) > 1e-3
         moved = np.abs(history["boxes_after"] - history["boxes_before"]).max(axis=1) > 1e-3
-        print(f"boxes changed for {int(moved.sum())} of {len(moved)} samples; localized at epochs "
-              f"{history['localized_at']}")
+        print(f"boxes: {int(located.sum())} of {len(located)} samples have an object box smaller than the whole "
+              f"image ({int(moved.sum())} changed in this run); localized at epochs {history['localized_at']}")
     return history
 
 

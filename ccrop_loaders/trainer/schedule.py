@@ -18,7 +18,8 @@ class ContrastiveCropSchedule:
     """RandomResizedCrop for ``warmup_epochs``, then ContrastiveCrop with boxes refreshed every ``loc_interval``.
 
     Defaults as the paper: warm-up and interval are 20% of ``epochs`` (20 and 20
-    of 100 on ImageNet), no localization at the last epoch. ``simccrop``: the
+    of 100 on ImageNet), no localization at the last epoch, unless it is the first
+    epoch after warm-up (every epoch that uses boxes follows a localization). ``simccrop``: the
     fixed centre box the table was created with (``init_box=SIMCCROP_BOX``), used
     from epoch 0, never localized. Epochs count from 0.
 
@@ -47,7 +48,9 @@ class ContrastiveCropSchedule:
 
     def localize_at(self, epoch: int) -> bool:
         """Whether to run a localization pass before training epoch ``epoch``."""
-        if self.simccrop or epoch < self.warmup_epochs or epoch >= self.epochs - 1:
+        if self.simccrop or epoch < self.warmup_epochs or epoch >= self.epochs:
+            return False
+        if epoch == self.epochs - 1 and epoch != self.warmup_epochs:
             return False
         return (epoch - self.warmup_epochs) % self.loc_interval == 0
 

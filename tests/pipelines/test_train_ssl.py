@@ -32,3 +32,21 @@ def test_tiny_run_localizes_trains_and_resumes(backend, method, tmp_path):
     make_image_folder(other, 48, shorter_side=(80, 120), seed=9)
     with pytest.raises(SystemExit, match="trained on other images"):
         main([*common[:-4], "--data", str(other), "--checkpoint", str(ckpt), "--resume", "--epochs", "6"])
+
+
+def test_resume_without_a_checkpoint_fails_before_any_work(tmp_path, capsys):
+    from pipelines.train_ssl import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--tiny", "--checkpoint", str(tmp_path / "missing.pt"), "--resume"])
+    assert "there is no checkpoint at" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_tiny_batches_cover_every_sample_on_any_number_of_ranks():
+    from pipelines.train_ssl import tiny_batch_size
+
+    for ranks in (1, 2, 3, 4, 6):
+        batch = tiny_batch_size(48, ranks)
+        assert (48 // ranks) % batch == 0 and batch <= 16
+    assert tiny_batch_size(48, 1) == 16 and tiny_batch_size(48, 2) == 12

@@ -14,6 +14,13 @@ def test_paper_defaults():
     assert not s.uses_boxes(19) and s.uses_boxes(20)
     assert not ContrastiveCropSchedule(10, warmup_epochs=3, loc_interval=3).localize_at(9)  # never the last epoch
     assert ContrastiveCropSchedule(10, warmup_epochs=3, loc_interval=3).localization_epochs() == [3, 6]
+    # a warm-up that ends at the last epoch: that epoch is localized first, never ContrastiveCrop without boxes
+    assert ContrastiveCropSchedule(2, warmup_epochs=1, loc_interval=1).localization_epochs() == [1]
+    for epochs in range(1, 30):
+        for warmup in range(epochs):
+            s = ContrastiveCropSchedule(epochs, warmup_epochs=warmup, loc_interval=max(1, epochs // 5))
+            first_boxes = next(e for e in range(epochs) if s.uses_boxes(e))
+            assert s.localize_at(first_boxes), (epochs, warmup)
 
 
 def test_simccrop_and_apply():
