@@ -11,7 +11,7 @@ from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 from .readers import READER_NAME
 
 _POLICIES = {"drop": LastBatchPolicy.DROP, "fill": LastBatchPolicy.FILL, "partial": LastBatchPolicy.PARTIAL}
-_FAILED_SAMPLE = re.compile(r"Failed to decode sample #\d+ : (\S+)")
+_FAILED_SAMPLE = re.compile(r"Failed to decode sample #(\d+) : (\S*)|File mapping failed: (\S+)")
 _OUTSIDE_TABLE = re.compile(r"sample index outside box table\?.*input_shape=\{(\d+) x 0\}, slice_anchor=\{(-?\d+) x 0\}",
                             re.S)
 
@@ -35,6 +35,7 @@ class ContrastiveCropIterator:
             options = dict(reader_name=READER_NAME, last_batch_policy=_POLICIES[last_batch])
         else:
             options = dict(last_batch_policy=LastBatchPolicy.PARTIAL)
+        self._epoch, self._batch = 0, 0  # where the external source is: its failing sample's global index
         try:  # DALI's iterator runs the first batches here already
             self._inner = DALIGenericIterator(self.pipelines, names, auto_reset=auto_reset, **options)
         except RuntimeError as err:
@@ -51,10 +52,12 @@ class ContrastiveCropIterator:
         try:
             outputs = next(self._inner)
         except StopIteration:
+            self._epoch, self._batch = self._epoch + 1, 0
             raise
         except RuntimeError as err:
             self._raise_if_workers_died(err)
             raise self._explain(err) from err
+        self._batch += 1
         batch = outputs[0]  # one dict per pipeline; this process usually drives one GPU
         if len(outputs) > 1:
             import torch
@@ -83,13 +86,20 @@ class ContrastiveCropIterator:
             return IndexError(f"sample index {index} is outside the box table ({size} rows): the indices fed to the "
                               f"ContrastiveCrop op must be global indices in [0, {size})")
         match = _FAILED_SAMPLE.search(str(err))
-        files = getattr(self.pipelines[0], "_ccrop_files", None)
-        if match is None or files is None:
+        if match is None:
             return err
-        path = match.group(1)
-        return ValueError(
-            f"cannot decode {path} (sample index {files.index_of(path)}); leave unreadable files out with "
-            "FolderFiles.from_folder(root, check_images=True), or remove the file")
+        position, path, unmapped = match.groups()
+        files = getattr(self.pipelines[0], "_ccrop_files", None)
+        reader = getattr(self.pipelines[0], "_ccrop_reader", None)
+        if files is not None and (path or unmapped):
+            path = path or unmapped
+            return ValueError(
+                f"cannot decode {path} (sample index {files.index_of(path)}); leave unreadable files out with "
+                "FolderFiles.from_folder(root, check_images=True), or remove the file")
+        if reader is not None and position is not None and len(self.pipelines) == 1:
+            index = reader.global_index(self._epoch, self._batch * reader.batch_size + int(position))
+            return ValueError(f"cannot decode sample index {index}: load({index}) returned a damaged image")
+        return err
 
 
 def _exit_reason(code: int) -> str:

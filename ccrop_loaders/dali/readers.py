@@ -27,6 +27,8 @@ from .ops import check_device, contrastive_crop_views, crop_resize_views, keep_a
 LAST_BATCH = ("drop", "fill", "partial")
 ViewAugment = Callable[[DataNode], DataNode]
 READER_NAME = "Reader"
+DALI_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP", "JPEG2000", "PPM")
+MAX_PIXELS_PER_BYTE = 2048  # a Huffman JPEG holds >= 1 bit per 8x8 block, a PNG >= 1 byte per 1032 pixels
 
 
 @dataclass
@@ -264,9 +266,14 @@ class ExternalSourceReader:
 
         try:
             with Image.open(BytesIO(encoded.tobytes())) as img:
-                width, height = img.size
+                (width, height), kind = img.size, img.format
         except Exception as err:
             raise ValueError(f"sample {index}: cannot read the image header ({err})") from None
+        if kind not in DALI_FORMATS:
+            raise ValueError(f"sample {index}: DALI cannot decode {kind} images (it decodes {', '.join(DALI_FORMATS)})")
+        if width * height > MAX_PIXELS_PER_BYTE * encoded.size:
+            raise ValueError(f"sample {index}: its header claims {width}x{height} pixels but the data holds only "
+                             f"{encoded.size} bytes (damaged or forged header)")
         windows = np.empty((self.num_views, 4), dtype=np.int32)
         rois = np.empty((self.num_views, 4), dtype=np.float32)
         view_windows(self._table.address, self.num_samples, np.int64(index), np.int64(height), np.int64(width),
@@ -301,4 +308,5 @@ def external_source_pipeline(reader: ExternalSourceReader, *, num_threads: int =
         warnings.filterwarnings("ignore", message="The external source node", category=Warning)
         pipe.build()
     pipe._ccrop_output_names = [*(f"view{v}" for v in range(reader.num_views)), "label", "index"]
+    pipe._ccrop_reader = reader
     return pipe

@@ -1,5 +1,7 @@
 """The ready pipelines: sharding, global indices, labels, errors, parallel external-source workers."""
+import re
 import shutil
+import traceback
 
 import numpy as np
 import pytest
@@ -188,3 +190,67 @@ def test_killed_external_source_worker_is_an_error_not_a_hang(folder):
     assert done.returncode != 0, done.stdout
     assert "DALI external-source worker process pid" in done.stderr and "killed by SIGKILL" in done.stderr, \
         done.stderr[-3000:]
+
+
+def damaged(kind: str, path: str) -> bytes:
+    """The bytes of JPEG ``path`` damaged as ``kind``."""
+    import io
+    import struct
+
+    from PIL import Image
+
+    data = open(path, "rb").read()
+    noise = np.random.default_rng(0).integers(0, 256, len(data), dtype=np.uint8).tobytes()
+    if kind == "empty":
+        return b""
+    if kind == "random":
+        return noise
+    if kind == "truncated":
+        return data[: len(data) // 3]
+    if kind == "gif":
+        buf = io.BytesIO()
+        Image.open(path).save(buf, format="GIF")
+        return buf.getvalue()
+    assert kind == "huge_header"
+    i = 2
+    while not 0xC0 <= data[i + 1] <= 0xC2:  # walk the segments to the frame header
+        i += 2 + struct.unpack(">H", data[i + 2:i + 4])[0]
+    return data[:i + 5] + struct.pack(">HH", 12000, 12000) + data[i + 9:]
+
+
+@pytest.mark.parametrize("decode", ["once", "slice"])
+@pytest.mark.parametrize("kind", ["empty", "truncated"])
+def test_damaged_file_is_named_file_reader(folder, tmp_path, kind, decode):
+    root = tmp_path / "copy"
+    shutil.copytree(folder.root, root)
+    files = FolderFiles.from_folder(root)
+    victim = files.files[6]
+    bad = damaged(kind, victim)
+    open(victim, "wb").write(bad)
+    with BoxTable.create(files.num_samples) as table:
+        pipe = file_reader_pipeline(files, table, batch_size=4, num_threads=1, size=SIZE, shuffle=False,
+                                    decode=decode)
+        with pytest.raises(ValueError, match=rf"cannot decode {victim} \(sample index 6\)"):
+            for _ in ContrastiveCropIterator(pipe):
+                pass
+
+
+@pytest.mark.parametrize("decode", ["once", "slice"])
+@pytest.mark.parametrize("kind", ["empty", "random", "truncated", "gif", "huge_header"])
+def test_damaged_sample_is_named_external_source(folder, table, tmp_path, kind, decode):
+    paths = list(folder.paths)
+    paths[6] = str(tmp_path / "damaged.jpg")
+    open(paths[6], "wb").write(damaged(kind, folder.paths[6]))
+    reader = ExternalSourceReader(JpegBytes(paths), len(paths), table, batch_size=4, shuffle=False)
+    pipe = external_source_pipeline(reader, num_threads=1, py_num_workers=1, size=SIZE, decode=decode)
+    with pytest.raises(Exception) as info:  # DALI's iterator runs the first batches when it is made
+        for _ in ContrastiveCropIterator(pipe):
+            pass
+    chain = "".join(traceback.format_exception(info.value))  # a worker's error arrives chained to DALI's
+    assert re.search(r"sample (index )?6\b", chain), chain
+
+
+def test_external_source_refuses_a_table_of_the_wrong_size(folder):
+    with BoxTable.create(len(folder) + 1) as big:
+        with pytest.raises(ValueError, match="rows but the dataset has"):
+            ExternalSourceReader(JpegBytes(folder.paths), len(folder), big, batch_size=4)
