@@ -9,8 +9,8 @@
 - Saved files are written to ``.NAME.HOST.PID.TOKEN.tmp`` beside the target,
   fsynced, renamed over it and the folder fsynced; temp files whose writer
   (on this host) is gone are removed by the next save into that folder.
-- The creator unlinks its tables on exit, on leaving ``with``, and on SIGTERM
-  (what torchrun and Slurm send) when the process has no SIGTERM handler of its own.
+- The creator unlinks its tables on exit and on leaving ``with``; a tracker process
+  unlinks them when the creator dies any other way (SIGTERM, SIGKILL, a crash).
 """
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ import errno
 import fcntl
 import os
 import secrets
-import signal
 import socket
 import stat
+import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -53,7 +54,7 @@ def open_regular(path: str | os.PathLike, flags: int, what: str) -> int:
         fd = os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as err:
         if err.errno == errno.ELOOP:
-            raise ValueError(f"{what} is a symlink; refusing to follow it") from None
+            raise ValueError(f"{what} is a symlink loop, or a symlink where none is followed") from None
         raise
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
@@ -76,25 +77,38 @@ def alive(pid: int) -> bool:
 
 
 def reserve(fd: int, size: int, directory: Path, what: str) -> None:
-    """Allocate ``size`` bytes of ``fd``'s file now (``posix_fallocate``), or raise an OSError saying what to do."""
-    try:
-        os.posix_fallocate(fd, 0, size)
-    except OSError as err:
-        if err.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-            raise
-        free = _free_bytes(directory)
-        raise OSError(err.errno, (
-            f"no room for {what}: it needs {size:,} bytes in {directory}, which has {free} free. "
-            "Point CCROP_SHM_DIR at a filesystem with room (a tmpfs or a local disk), or give the container more "
-            "shared memory (docker run --shm-size=1g, or Kubernetes: an emptyDir with medium: Memory)")) from None
+    """Allocate ``size`` bytes of ``fd``'s file now (``posix_fallocate``), or raise an OSError saying what to do.
+
+    Refused before allocating anything when the filesystem reports less room: a
+    failed ``fallocate`` on a disk keeps what it got until the file goes, briefly
+    filling the disk for everyone.
+    """
+    free = free_bytes(directory)
+    if free is None or size <= free:
+        try:
+            os.posix_fallocate(fd, 0, size)
+            return
+        except OSError as err:
+            if err.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                raise
+    raise OSError(errno.ENOSPC, no_room(what, size, directory, free))
 
 
-def _free_bytes(directory: Path) -> str:
+def no_room(what: str, size: int, directory: Path, free: int | None) -> str:
+    """The message for a filesystem without room for ``size`` bytes."""
+    have = "an unknown number of bytes" if free is None else f"{free:,} bytes"
+    return (f"no room for {what}: it needs {size:,} bytes in {directory}, which has {have} free. Point "
+            "CCROP_SHM_DIR at a filesystem with room (a tmpfs or a local disk), or give the container more shared "
+            "memory (docker run --shm-size=1g, or Kubernetes: an emptyDir with medium: Memory)")
+
+
+def free_bytes(directory: Path) -> int | None:
+    """Bytes an unprivileged writer may still use in ``directory``'s filesystem (None if it cannot tell)."""
     try:
         st = os.statvfs(directory)
     except OSError:
-        return "an unknown number of bytes"
-    return f"{st.f_bavail * st.f_frsize:,} bytes"
+        return None
+    return st.f_bavail * st.f_frsize
 
 
 # ----------------------------------------------------------------- temp files
@@ -156,7 +170,7 @@ def replace_atomically(path: str | os.PathLike, data: bytes) -> Path:
     try:
         mode = os.stat(target).st_mode
     except FileNotFoundError:
-        pass
+        mode = None
     else:
         if not stat.S_ISREG(mode):
             raise ValueError(f"refusing to replace {str(target)!r}: it is {file_kind(mode)}, not a regular file")
@@ -165,16 +179,37 @@ def replace_atomically(path: str | os.PathLike, data: bytes) -> Path:
         unlink_quietly(stale)
     fd, tmp = make_temp(directory, target.name)
     try:
+        os.fchmod(fd, stat.S_IMODE(mode) if mode is not None else 0o666 & ~_umask())  # as the file it replaces
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
+    except OSError as err:
+        unlink_quietly(tmp)
+        if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise OSError(err.errno, f"{os.strerror(err.errno)}: cannot write {str(target)!r}: {len(data):,} bytes "
+                                     f"needed in {directory}, "
+                                     f"which has {free_bytes(directory) or 0:,} bytes free; nothing was changed"
+                          ) from None
+        raise
     except BaseException:
         unlink_quietly(tmp)
         raise
     fsync_directory(directory)
     return target
+
+
+def _umask() -> int:
+    """The process's umask, read without setting it (``os.umask`` would race with other threads' file creation)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
 
 
 # ----------------------------------------------------------------- liveness of shared tables
@@ -202,34 +237,61 @@ def creator_gone(path: Path) -> bool:
         os.close(fd)
 
 
-# ----------------------------------------------------------------- cleanup on SIGTERM
+# ----------------------------------------------------------------- cleanup when the creator dies
 
-_owned: dict[str, int] = {}  # table path -> creator pid
-_owned_lock = threading.Lock()
+# The creator's tables are registered with a small tracker process over a pipe. When the creator ends, however it
+# ends (exit, an exception, SIGTERM while stuck in C code, SIGKILL, the OOM killer), the pipe closes and the tracker
+# unlinks whatever is still registered, if it is still the same file (inode). Signals keep their meaning: nothing
+# is installed in the creator. Forked children share the pipe: their parent's tables live while they do.
+_TRACKER_CODE = """
+import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+owned = {}
+for line in sys.stdin.buffer:
+    op, inode, path = line.rstrip(b"\\n").split(b" ", 2)
+    if op == b"+":
+        owned[path] = int(inode)
+    else:
+        owned.pop(path, None)
+for path, inode in owned.items():
+    try:
+        if os.lstat(path).st_ino == inode:
+            os.unlink(path)
+    except OSError:
+        pass
+"""
+
+_tracker: subprocess.Popen | None = None
+_tracker_pid = 0
+_tracker_lock = threading.Lock()
 
 
-def register_owned(path: str) -> None:
-    """Unlink ``path`` if this process is ended by SIGTERM (see module docstring)."""
-    with _owned_lock:
-        _owned[path] = os.getpid()
-    _install_sigterm_handler()
+def _tell_tracker(op: str, path: str, inode: int) -> None:
+    global _tracker, _tracker_pid
+    with _tracker_lock:
+        if _tracker is None or _tracker_pid != os.getpid():  # none yet, or the parent's (after a fork)
+            if op == "-":
+                return
+            try:
+                _tracker = subprocess.Popen([sys.executable, "-c", _TRACKER_CODE], stdin=subprocess.PIPE,
+                                            stdout=subprocess.DEVNULL, start_new_session=True)
+            except OSError:  # no interpreter to start (embedded Python): the owner's own cleanup still runs
+                _tracker = None
+                return
+            _tracker_pid = os.getpid()
+        try:
+            _tracker.stdin.write(f"{op} {inode} ".encode() + os.fsencode(path) + b"\n")
+            _tracker.stdin.flush()
+        except (BrokenPipeError, OSError):  # the tracker is gone: the owner's own cleanup still runs at exit
+            pass
 
 
-def forget_owned(path: str) -> None:
-    with _owned_lock:
-        _owned.pop(path, None)
+def register_owned(path: str, inode: int) -> None:
+    """Have ``path`` unlinked when this process ends, however it ends (see above)."""
+    _tell_tracker("+", path, inode)
 
 
-def _on_sigterm(signum, frame) -> None:
-    for path, pid in list(_owned.items()):
-        if pid == os.getpid():
-            unlink_quietly(path)
-    signal.signal(signum, signal.SIG_DFL)
-    os.kill(os.getpid(), signum)  # die of SIGTERM, as without the handler
-
-
-def _install_sigterm_handler() -> None:
-    if threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _on_sigterm)
+def forget_owned(path: str, inode: int) -> None:
+    """The owner unlinked ``path`` itself: the tracker must not touch whatever later takes that name."""
+    _tell_tracker("-", path, inode)

@@ -25,6 +25,7 @@ would freeze into a stale copy.
 """
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import secrets
@@ -40,8 +41,8 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from .files import (alive, creator_gone, forget_owned, lock_as_creator, make_temp, open_regular, register_owned,
-                    replace_atomically, reserve, shm_dir, stale_temps, unlink_quietly)
+from .files import (alive, creator_gone, forget_owned, free_bytes, lock_as_creator, make_temp, no_room, open_regular,
+                    register_owned, replace_atomically, reserve, shm_dir, stale_temps, unlink_quietly)
 from .random import flip_draw, stream_key
 from .sampler import FULL_BOX, UNIFORM_QUANTILES, check_boxes, crop_window
 
@@ -55,8 +56,10 @@ MAX_SAMPLES = 2**40  # 8 TiB of rows: anything larger is a forged or mistaken si
 
 
 def _check_name(name: str) -> str:
-    if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
-        raise ValueError(f"table name must be a non-empty string without '/', got {name!r}")
+    if not isinstance(name, str) or not name or "/" in name or "\0" in name or name.startswith(".") \
+            or len(name.encode()) > 200:
+        raise ValueError(f"table name must be a non-empty string of at most 200 bytes, without '/' and not starting "
+                         f"with '.', got {name!r}")
     return name
 
 
@@ -243,11 +246,11 @@ class TableMapping:
         return self.words.ctypes.data
 
 
-def _release(path: str, creator_pid: int, lock_fd: int) -> None:
+def _release(path: str, creator_pid: int, lock_fd: int, inode: int) -> None:
     """Finalizer of an owner: unlink the table's name (only in the creating process) and drop its creator lock."""
     if os.getpid() == creator_pid:
         unlink_quietly(path)
-        forget_owned(path)
+        forget_owned(path, inode)
     try:
         os.close(lock_fd)
     except OSError:
@@ -265,8 +268,9 @@ class BoxTable:
     Lifetimes: ``close()`` drops this object's hold on the mapping; loaders that
     read the table keep their own (``mapping()``), so no order of close, unlink or
     garbage collection unmaps memory a loader still reads. The owner unlinks the
-    name on ``unlink()``, on leaving its ``with`` block, at exit and on SIGTERM;
-    ``ccrop clean`` removes tables whose creator died (SIGKILL).
+    name on ``unlink()``, on leaving its ``with`` block and at exit; a tracker
+    process unlinks it when the creator dies any other way (SIGTERM, SIGKILL);
+    ``ccrop clean`` removes what is left when both died.
     """
 
     def __init__(self, path: Path, mapping: TableMapping, *, owner_lock_fd: int | None = None):
@@ -276,8 +280,9 @@ class BoxTable:
         self._owner = owner_lock_fd is not None
         self._finalizer = None
         if self._owner:
-            register_owned(self._path)
-            self._finalizer = weakref.finalize(self, _release, self._path, os.getpid(), owner_lock_fd)
+            inode = os.fstat(owner_lock_fd).st_ino
+            register_owned(self._path, inode)
+            self._finalizer = weakref.finalize(self, _release, self._path, os.getpid(), owner_lock_fd, inode)
 
     # ------------------------------------------------------------- lifetime
 
@@ -450,6 +455,8 @@ class BoxTable:
         arr = np.asarray(indices)
         if arr.ndim != 1:
             raise ValueError(f"{what} must be 1-D, got shape {arr.shape}")
+        if arr.size == 0:  # [] is float64 to numpy: nothing to check
+            return np.zeros(0, dtype=np.int64)
         if not np.issubdtype(arr.dtype, np.integer):
             raise ValueError(f"{what} must be integers, got dtype {arr.dtype}")
         n = len(self)
@@ -487,8 +494,9 @@ class BoxTable:
     # ------------------------------------------------------------- checkpoints
 
     def state_dict(self) -> dict:
-        """Rows and controls for a trainer's checkpoint: ``rows`` int64 (n,) (the packed words), ``epoch``,
-        ``seed``, ``use_boxes``, ``num_samples``, ``version``."""
+        """Rows and controls: ``rows`` int64 (n,) (the packed words), ``epoch``, ``seed``, ``use_boxes``,
+        ``num_samples``, ``version``. For a torch checkpoint (``weights_only=True`` loads) use
+        ``ccrop_loaders.table_state``, which holds the rows as a tensor."""
         words = self._snapshot()
         return {"version": FORMAT_VERSION, "num_samples": int(words[_W_COUNT]), "epoch": int(words[_W_EPOCH]),
                 "seed": int(words[_W_SEED]), "use_boxes": bool(words[_W_USE_BOXES]),
@@ -520,7 +528,9 @@ class BoxTable:
             raise ValueError(f"the checkpoint's box table has {declared} rows but this table has {n}: "
                              "it belongs to a different dataset")
         rows = rows.view(np.uint64)
-        check_boxes(unpack_boxes(rows), "box table state is corrupt, rows")
+        bad = _first_bad_row(rows)
+        if bad >= 0:
+            raise ValueError(f"box table state is corrupt, rows: row {bad} has y0 > y1 or x0 > x1")
         epoch = _check_control("epoch", state["epoch"], 2**63 - 1)
         seed = _check_control("seed", state["seed"], 2**64 - 1)
         use_boxes = _check_flag("use_boxes", state["use_boxes"])
@@ -560,33 +570,38 @@ class BoxTable:
             size = os.fstat(fd).st_size
             head = os.pread(fd, 8 * HEADER_WORDS, 0)
             _check_header(head, what, size - 4 - 8 * HEADER_WORDS, magic=FILE_MAGIC)
-            body = _read_exactly(fd, size - 4, what)
-            (crc,) = struct.unpack("<I", os.pread(fd, 4, size - 4))
+            count = (size - 4) // 8 - HEADER_WORDS
+            need, free = 8 * (HEADER_WORDS + count), free_bytes(shm_dir())
+            if free is not None and need > free:  # before reading: the table it would become cannot exist here
+                raise OSError(errno.ENOSPC, no_room(f"the box table in {what}", need, shm_dir(), free))
+            data = mmap.mmap(fd, size, prot=mmap.PROT_READ)  # read as needed, never copied whole
         finally:
             os.close(fd)
-        if zlib.crc32(body) != crc:
+        body = memoryview(data)[: size - 4]  # the mapping goes with the last reference (no close: no BufferError)
+        if zlib.crc32(body) != struct.unpack_from("<I", data, size - 4)[0]:
             raise ValueError(f"{what} is corrupt: checksum mismatch")
-        words = np.frombuffer(body, dtype="<u8").astype(np.uint64)
-        rows = words[HEADER_WORDS:]
-        check_boxes(unpack_boxes(rows), f"{what} is corrupt, rows")
+        words = np.frombuffer(body, dtype="<u8")
+        bad = _first_bad_row(words[HEADER_WORDS:])
+        if bad >= 0:
+            raise ValueError(f"{what} is corrupt, rows: row {bad} has y0 > y1 or x0 > x1")
         epoch = _check_control(f"{what}: epoch", int(words[_W_EPOCH]), 2**63 - 1)
         use_boxes = _check_flag(f"{what}: use_boxes", int(words[_W_USE_BOXES]), stored=True)
-        table = cls.create(len(rows), name=name)
-        table.words[HEADER_WORDS:] = rows
+        table = cls.create(count, name=name)
+        table.words[HEADER_WORDS:] = words[HEADER_WORDS:]
         table.words[_W_EPOCH], table.words[_W_SEED] = epoch, words[_W_SEED]
         table.words[_W_USE_BOXES] = int(use_boxes)
         return table
 
 
-def _read_exactly(fd: int, count: int, what: str) -> bytes:
-    chunks, offset = [], 0
-    while offset < count:
-        chunk = os.pread(fd, min(count - offset, 1 << 24), offset)
-        if not chunk:
-            raise ValueError(f"{what} is truncated: it shrank while being read")
-        chunks.append(chunk)
-        offset += len(chunk)
-    return b"".join(chunks)
+@numba.njit(cache=True, nogil=True)
+def _first_bad_row(rows):
+    """Index of the first packed row with y0 > y1 or x0 > x1 (-1 if none): checks rows without unpacking them all."""
+    mask = np.uint64(0xFFFF)
+    for i in range(rows.shape[0]):
+        w = np.uint64(rows[i])
+        if (w & mask) > ((w >> np.uint64(32)) & mask) or ((w >> np.uint64(16)) & mask) > (w >> np.uint64(48)):
+            return i
+    return -1
 
 
 def orphaned_tables(directory: str | os.PathLike | None = None) -> list[Path]:

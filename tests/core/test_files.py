@@ -222,34 +222,51 @@ def test_save_keeps_temp_files_of_a_live_writer(tmp_path):
 # ----------------------------------------------------------------- killed creators and ccrop clean
 
 HOLDER = """
-    import sys, time
+    import sys, threading, time
     from ccrop_loaders import BoxTable
-    table = BoxTable.create(16)
-    print(table.name, flush=True)
-    time.sleep(120)
+    from ccrop_loaders.core import files
+    tables = []
+    maker = threading.Thread(target=lambda: tables.append(BoxTable.create(16)))  # not the main thread
+    maker.start()
+    maker.join()
+    print(tables[0].name, files._tracker.pid, flush=True)
+    sum(range(10**12)) if "busy" in sys.argv else time.sleep(120)  # stuck in C code, or sleeping
 """
 
 
-def _start_holder(own_shm):
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(HOLDER)], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "CCROP_SHM_DIR": str(own_shm)})
-    return proc, proc.stdout.readline().strip()
+def _start_holder(own_shm, *args):
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(HOLDER), *args], stdout=subprocess.PIPE,
+                            text=True, env={**os.environ, "CCROP_SHM_DIR": str(own_shm)})
+    name, tracker = proc.stdout.readline().split()
+    return proc, name, int(tracker)
 
 
-def test_sigterm_removes_the_creators_table_and_still_ends_the_process(own_shm):
-    proc, name = _start_holder(own_shm)
+def _wait_until_gone(path, seconds=30):
+    deadline = time.monotonic() + seconds
+    while path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not path.exists()
+
+
+@pytest.mark.parametrize("signum, state", [(signal.SIGTERM, "sleeping"), (signal.SIGTERM, "busy"),
+                                           (signal.SIGKILL, "busy")])
+def test_the_creators_table_goes_when_it_is_killed_and_the_signal_keeps_its_meaning(own_shm, signum, state):
+    proc, name, _ = _start_holder(own_shm, state)
     assert (own_shm / name).exists()
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=30) == -signal.SIGTERM
+    proc.send_signal(signum)
+    assert proc.wait(timeout=10) == -signum  # dies at once, even inside C code
+    assert _wait_until_gone(own_shm / name)
     assert os.listdir(own_shm) == []
 
 
 def test_ccrop_clean_removes_tables_of_killed_creators_never_live_ones(own_shm, capsys):
-    live, live_name = _start_holder(own_shm)
-    dead, dead_name = _start_holder(own_shm)
+    live, live_name, _ = _start_holder(own_shm)
+    dead, dead_name, dead_tracker = _start_holder(own_shm)
     try:
+        os.kill(dead_tracker, signal.SIGKILL)  # both the creator and its tracker die (e.g. the OOM killer)
         dead.kill()
         dead.wait(timeout=30)
+        time.sleep(0.2)
         assert sorted(os.listdir(own_shm)) == sorted([live_name, dead_name])
         assert orphaned_tables(own_shm) == [own_shm / dead_name]
         assert ccrop(["clean", "--dry-run"]) == 0
@@ -318,3 +335,48 @@ def test_attach_refuses_what_is_not_a_table_file(own_shm):
                                      + bytes(40))
     with pytest.raises(ValueError, match="corrupt"):
         BoxTable.attach("forged")
+
+
+def test_load_of_a_sparse_forged_file_is_refused_before_reading(tmp_path, tiny_tmpfs):
+    import struct
+
+    path = tmp_path / "forged.ccrop"
+    count = 2**33  # 64 GiB of rows declared, a few bytes on disk
+    with open(path, "wb") as f:
+        f.write(b"CCROPBOX" + struct.pack("<7Q", 1, count, 0, 0, 1, 0, 0))
+        f.truncate(64 + 8 * count + 4)
+    done = run_python(f"""
+        import resource, time
+        from ccrop_loaders import BoxTable
+        start = time.monotonic()
+        try:
+            BoxTable.load({str(path)!r})
+        except OSError as err:
+            print(err)
+        print(time.monotonic() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        """, env={"CCROP_SHM_DIR": str(tiny_tmpfs)})
+    message, figures = done.stdout.strip().rsplit("\n", 1)
+    assert "no room for the box table in box table file" in message and "68,719,476,800 bytes" in message
+    seconds, max_rss_kb = figures.split()
+    assert float(seconds) < 2 and int(max_rss_kb) < 600_000, done.stdout
+    assert os.listdir(tiny_tmpfs) == []
+
+
+def test_save_keeps_the_replaced_files_mode_and_says_when_there_is_no_room(tmp_path, tiny_tmpfs):
+    path = tmp_path / "boxes.ccrop"
+    with BoxTable.create(8) as table:
+        table.save(path)
+        os.chmod(path, 0o644)
+        table.save(path)
+        assert os.stat(path).st_mode & 0o777 == 0o644
+        with BoxTable.create(20_000) as big:
+            with pytest.raises(OSError, match=r"No space left on device: cannot write .*full.ccrop.*160,068 bytes "
+                                              r"needed in .*nothing was changed"):
+                big.save(tiny_tmpfs / "full.ccrop")
+    assert os.listdir(tiny_tmpfs) == []
+
+
+def test_names_that_would_collide_with_temp_files_are_refused():
+    for name in (".hidden", "a" * 201, "nul\0l"):
+        with pytest.raises(ValueError, match="table name"):
+            BoxTable.create(2, name=name)
