@@ -164,8 +164,8 @@ class Data:
             for images, _, index in self.full:
                 yield self.normalize(images), index.flatten()
         else:
-            for (batch,) in self.full:
-                yield self.normalize(batch["image"]), batch["index"].flatten()
+            for batch in self.full:
+                yield self.normalize(batch["image"]), batch["index"]
 
 
 # ----------------------------------------------------------------- training
@@ -175,7 +175,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--backend", choices=["ffcv", "dali"], default="ffcv")
     p.add_argument("--method", choices=["moco", "simclr"], default="moco")
-    p.add_argument("--data", type=Path, help="image folder (ImageFolder layout); --tiny makes demo data if absent")
+    p.add_argument("--data", type=Path, help="image folder (ImageFolder layout); without it, --tiny makes demo data")
     p.add_argument("--arch", choices=["tiny", "resnet18"], default="resnet18")
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--warmup-epochs", type=int, default=None, help="default: 20%% of epochs")
@@ -249,17 +249,19 @@ def main(argv=None) -> dict:
     rank = dist.get_rank() if dist.is_initialized() else 0
     show = args.show = rank == 0
     torch.manual_seed(args.seed)
+    if args.data is not None and not args.data.is_dir():
+        raise SystemExit(f"--data: no image folder at {args.data}")
     with tempfile.TemporaryDirectory() as tmp:
         work = (args.checkpoint.parent if args.checkpoint else Path(tmp))
         work.mkdir(parents=True, exist_ok=True)
         folder = args.data
-        if folder is None or (args.tiny and not folder.exists()):
+        if folder is None:
             if not args.tiny:
                 raise SystemExit("--data is required (or --tiny for demo data)")
             from ccrop_loaders.sample_data import make_image_folder
 
-            folder = folder or work / "demo_images"
-            private = args.data is None and args.checkpoint is None  # in this process's own temporary folder
+            folder = work / "demo_images"
+            private = args.checkpoint is None  # in this process's own temporary folder
             if (rank == 0 or private) and not folder.exists():
                 make_image_folder(folder, 48, shorter_side=(80, 120))
             if dist.is_initialized():

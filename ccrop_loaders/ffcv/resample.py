@@ -10,13 +10,17 @@ from __future__ import annotations
 import ctypes
 
 import numba
+import numpy as np
+from numba import types
+from numba.extending import overload
 
 try:
     from . import _resample
 except ImportError as error:  # built by setup.py, which needs a C compiler
-    raise ImportError(
-        "ccrop_loaders.ffcv needs its resampler (ccrop_loaders/ffcv/resample.c), which was not built: "
-        "install a C compiler and reinstall ccrop-loaders"
+    from .. import _missing_extension
+
+    raise _missing_extension(
+        error, "_resample", "a C compiler (Debian/Ubuntu: apt install gcc)"
     ) from error
 
 RESIZE_OK, RESIZE_BAD_WINDOW, RESIZE_BAD_SIZE, RESIZE_SMALL_SCRATCH = range(4)
@@ -44,8 +48,20 @@ def scratch_size(max_height: int, max_width: int, output_size: tuple[int, int]) 
     """int64 elements of scratch ``resize_crop`` needs for windows up to ``max_height`` x ``max_width`` pixels."""
     size = _scratch_bytes(int(max_height), int(max_width), int(output_size[0]), int(output_size[1]))
     if size < 0:
-        raise ValueError(f"image and output sizes must be >= 1, got {max_height}x{max_width} -> {output_size}")
+        raise ValueError(f"image and output sizes must be >= 1 and need a scratch that fits in memory, got "
+                         f"{max_height}x{max_width} -> {output_size}")
     return -(-size // 8)
+
+
+def _is_array_of(array, dtype) -> bool:
+    """Whether ``array`` is a numpy array of ``dtype`` (decided when compiling: no cost at run time)."""
+    return isinstance(array, np.ndarray) and array.dtype == dtype
+
+
+@overload(_is_array_of)
+def _is_array_of_typed(array, dtype):
+    answer = isinstance(array, types.Array) and array.dtype == dtype.instance_type  # dtype: e.g. class(uint8)
+    return lambda array, dtype: answer
 
 
 @numba.njit(inline="always")
@@ -68,6 +84,8 @@ def resize_crop(image, top, left, height, width, mirror, out, scratch):
     ``scratch``: int64 with at least ``scratch_size(...)`` elements for the
     window's size.
     """
+    if not (_is_array_of(image, np.uint8) and _is_array_of(out, np.uint8) and _is_array_of(scratch, np.int64)):
+        raise ValueError("resize_crop: image and out must be uint8 arrays and scratch an int64 array")
     if not (image.flags.c_contiguous and out.flags.c_contiguous and image.shape[2] == 3 and out.shape[2] == 3):
         raise ValueError("resize_crop: image and out must be C-contiguous uint8 (H, W, 3)")
     _check(resize_crop_c(image.ctypes.data, image.shape[0], image.shape[1], top, left, height, width, mirror,

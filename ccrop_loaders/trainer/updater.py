@@ -6,6 +6,7 @@ import numbers
 import os
 import threading
 import warnings
+import weakref
 from collections.abc import Sequence
 
 import numpy as np
@@ -78,7 +79,8 @@ class BoxUpdater:
         self._closed = False
         self._collected: list[tuple[np.ndarray, np.ndarray]] = []
         self._stream = None
-        self._thread = threading.Thread(target=self._work, name="ccrop-box-updater", daemon=True)
+        self._thread = threading.Thread(target=_work, args=(weakref.ref(self), self._lock), name="ccrop-box-updater",
+                                        daemon=True)
         self._thread.start()
 
     # ------------------------------------------------------------- trainer thread
@@ -219,26 +221,6 @@ class BoxUpdater:
 
     # ------------------------------------------------------------- background thread
 
-    def _work(self) -> None:
-        while True:
-            with self._lock:
-                while not self._items and not self._closed:
-                    self._lock.wait()
-                if self._closed:
-                    return
-                item = self._items.popleft()
-                skip = self._error is not None  # after a failure, drop the rest until the trainer hears of it
-            try:
-                if not skip:
-                    self._handle(*item)
-            except BaseException as error:  # surfaced by the trainer's next call
-                with self._lock:
-                    self._error = error
-            finally:
-                with self._lock:
-                    self._pending -= 1
-                    self._lock.notify_all()
-
     def _handle(self, done, payload: torch.Tensor, indices: torch.Tensor) -> None:
         if done is not None:
             done.synchronize()
@@ -278,3 +260,30 @@ class BoxUpdater:
             if len(gathered_idx):
                 self.table.write(gathered_idx, gathered_box)
         dist.barrier()  # every node's table is written before anyone trains on it
+
+
+def _work(updater_ref: weakref.ref, lock: threading.Condition) -> None:
+    """The background thread. It holds the updater only while taking or handling a batch, so an updater that was
+    never closed is still garbage-collected, and the thread then ends within ``_POLL_S``."""
+    while True:
+        with lock:
+            updater = updater_ref()
+            while updater is not None and not updater._items and not updater._closed:
+                updater = None
+                lock.wait(_POLL_S)
+                updater = updater_ref()
+            if updater is None or updater._closed:
+                return
+            item = updater._items.popleft()
+            skip = updater._error is not None  # after a failure, drop the rest until the trainer hears of it
+        try:
+            if not skip:
+                updater._handle(*item)
+        except BaseException as error:  # surfaced by the trainer's next call
+            with lock:
+                updater._error = error
+        finally:
+            with lock:
+                updater._pending -= 1
+                lock.notify_all()
+        del updater, item

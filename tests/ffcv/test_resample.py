@@ -221,3 +221,16 @@ def test_random_windows_match_a_float_reference():
         assert error.max() <= 0.75, (shape, window, size, mirror, error.max())  # rounding, plus < 0.25
         errors.append(error.mean())
     assert np.mean(errors) < 0.3
+
+
+@pytest.mark.parametrize("image_dtype, out_dtype, scratch_dtype", [
+    (np.float64, np.uint8, np.int64), (np.int16, np.uint8, np.int64), (np.uint8, np.float64, np.int64),
+    (np.uint8, np.uint8, np.int32),
+])
+def test_arrays_of_other_dtypes_are_refused_not_misread(image_dtype, out_dtype, scratch_dtype):
+    image = np.full((10, 12, 3), 200, dtype=image_dtype)
+    out = np.zeros((4, 4, 3), dtype=out_dtype)
+    scratch = np.zeros(scratch_size(10, 12, (4, 4)), dtype=scratch_dtype)
+    with pytest.raises(ValueError, match="must be uint8 arrays and scratch an int64 array"):
+        resize_crop(image, 0, 0, 10, 12, False, out, scratch)
+    assert not out.any()

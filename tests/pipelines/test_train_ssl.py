@@ -15,6 +15,7 @@ def test_tiny_run_localizes_trains_and_resumes(backend, method, tmp_path):
     from pipelines.train_ssl import main
 
     data = tmp_path / "images"
+    make_image_folder(data, 48, shorter_side=(80, 120))
     ckpt = tmp_path / "run" / "ckpt.pt"
     common = ["--backend", backend, "--method", method, "--tiny", "--data", str(data), "--checkpoint", str(ckpt)]
     first = main(common)
@@ -50,3 +51,11 @@ def test_tiny_batches_cover_every_sample_on_any_number_of_ranks():
         batch = tiny_batch_size(48, ranks)
         assert (48 // ranks) % batch == 0 and batch <= 16
     assert tiny_batch_size(48, 1) == 16 and tiny_batch_size(48, 2) == 12
+
+
+def test_a_missing_data_folder_is_refused_and_nothing_is_written(tmp_path):
+    from pipelines.train_ssl import main
+
+    with pytest.raises(SystemExit, match="no image folder at"):
+        main(["--tiny", "--data", str(tmp_path / "typo"), "--checkpoint", str(tmp_path / "run" / "ckpt.pt")])
+    assert not any(tmp_path.iterdir())

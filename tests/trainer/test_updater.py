@@ -192,14 +192,10 @@ def test_use_after_close_raises_and_closing_twice_is_fine():
         assert table.writes == 1
 
 
-class DeadThreadUpdater(BoxUpdater):
-    def _work(self):  # the background thread dies at once, as if killed
-        return
-
-
-def test_a_dead_background_thread_never_blocks_the_trainer():
+def test_a_dead_background_thread_never_blocks_the_trainer(monkeypatch):
+    monkeypatch.setattr(updater_module, "_work", lambda *args: None)  # the background thread dies at once
     with BoxTable.create(8) as table:
-        updater = DeadThreadUpdater(table, max_pending=1)
+        updater = BoxUpdater(table, max_pending=1)
         updater.update(maps(2), [0, 1])  # fits in the queue
         for call in (lambda: updater.update(maps(2), [2, 3]), updater.flush, updater.close):
             error = bounded(call)
@@ -317,3 +313,23 @@ def test_local_leader_writer_leaves_the_table_to_local_rank_0(monkeypatch):
             leader.update(maps(4), torch.arange(4))
             leader.flush()
         assert table.writes == 1
+
+
+def test_an_updater_nobody_closed_is_collected_and_its_thread_ends():
+    import gc
+    import time
+
+    threads = []
+    with BoxTable.create(8) as table:
+        for _ in range(5):
+            updater = BoxUpdater(table)
+            updater.update(maps(2), [0, 1])
+            updater.flush()
+            threads.append(updater._thread)
+        del updater
+        gc.collect()
+        deadline = time.monotonic() + 10
+        while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(t.is_alive() for t in threads)
+        assert table.writes == 5
