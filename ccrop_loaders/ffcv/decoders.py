@@ -1,9 +1,14 @@
 """FFCV decoders for ``RGBImageField``: ContrastiveCrop views read from the live ``BoxTable``.
 
-Planning (``declare_state_and_memory``) checks the table against the dataset and
-sizes the buffers; ``generate_code`` returns the compiled per-batch loop, built
-once per Loader: it reads the table's memory and controls at run time, so table
-writes and epoch changes need no recompiling. Windows come from the core's
+Planning (``declare_state_and_memory``, run by FFCV when the Loader is built and
+at every ``iter(loader)``) checks the table against the dataset, sizes the
+buffers and snapshots the settable parameters (``output_size``, ``scale``,
+``ratio``, ``alpha``, ``flip``) into the decoder's own memory. ``generate_code``
+returns the compiled per-batch loop, built once per Loader (FFCV's default
+``recompile=False``): it reads the table's memory and controls, that snapshot and
+the output buffer's shape at run time, so table writes, epoch changes and
+parameter changes (progressive resizing) need no recompiling and give the pixels
+of a decoder built with the new values. Windows come from the core's
 ``table_crop_window``, the same function DALI and ``sample_crop`` use.
 """
 from __future__ import annotations
@@ -21,12 +26,26 @@ from ffcv.pipeline.compiler import Compiler
 from ffcv.pipeline.state import State
 
 from ..core import BoxTable, beta_quantiles, table_crop_window, table_flip
-from ..core.sampler import check_alpha, check_count, check_range, check_size
+from ..core.sampler import QUANTILE_KNOTS, check_alpha, check_count, check_range, check_size
+from ..core.table import words_at
 from .jpeg import REGION_BAD_SIZE, REGION_MAX_PIXELS, REGION_NO_MEMORY, REGION_OK, decode_region
-from .resample import resize_crop, scratch_size
+from .resample import _scratch_bytes, resize_crop
 
 _JPG = IMAGE_MODES["jpg"]
 _U8 = np.dtype("<u1")
+# the live settings of a _TableDecoder, float64: scale_lo, scale_hi, log ratio_lo, log ratio_hi, flip, quantiles
+_QUANTILES = 5
+_SETTINGS_LENGTH = _QUANTILES + QUANTILE_KNOTS + 1
+
+
+def _fixed(name: str, stored: str) -> property:
+    """A read-only attribute: the compiled loop is built around it."""
+
+    def refuse(self, value):
+        raise AttributeError(f"{type(self).__name__}.{name} cannot change once the decoder is built: "
+                             f"build a new decoder and a new Loader")
+
+    return property(lambda self: getattr(self, stored), refuse, doc=f"Fixed when built ({name}).")
 
 
 class _CropResizeDecoder(SimpleRGBImageDecoder):
@@ -44,12 +63,25 @@ class _CropResizeDecoder(SimpleRGBImageDecoder):
 
     def __init__(self, output_size: Sequence[int], num_views: int, first_view: int = 0, dct_scaling: bool = True):
         super().__init__()
-        self.output_size = check_size("output_size", output_size)
+        self.output_size = output_size
         if isinstance(first_view, bool) or not isinstance(first_view, (int, np.integer)) or first_view < 0:
             raise ValueError(f"view must be an integer >= 0, got {first_view!r}")
-        self.num_views = check_count("num_views", num_views)
-        self.first_view = int(first_view)
-        self.dct_scaling = bool(dct_scaling)
+        self._num_views = check_count("num_views", num_views)
+        self._first_view = int(first_view)
+        self._dct_scaling = bool(dct_scaling)
+
+    num_views = _fixed("num_views", "_num_views")
+    first_view = _fixed("first_view", "_first_view")
+    dct_scaling = _fixed("dct_scaling", "_dct_scaling")
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """(height, width) of the views. Settable (progressive resizing): applies from the next ``iter(loader)``."""
+        return self._output_size
+
+    @output_size.setter
+    def output_size(self, value: Sequence[int]) -> None:
+        self._output_size = check_size("output_size", value)
 
     def window_function(self) -> Callable:
         raise NotImplementedError
@@ -63,10 +95,7 @@ class _CropResizeDecoder(SimpleRGBImageDecoder):
 
     def declare_state_and_memory(self, previous_state: State) -> tuple[State, tuple[AllocationQuery, ...]]:
         self.check_dataset(len(self.metadata))
-        max_h = int(self.metadata["height"].max())
-        max_w = int(self.metadata["width"].max())
-        self.scratch_length = scratch_size(max_h, max_w, self.output_size)
-        self.decoded_length = max_h * max_w * 3
+        self.max_size = int(self.metadata["height"].max()), int(self.metadata["width"].max())
         shape = self._output_shape()
         return (
             replace(previous_state, jit_mode=True, shape=shape, dtype=_U8),
@@ -78,9 +107,9 @@ class _CropResizeDecoder(SimpleRGBImageDecoder):
         my_range = Compiler.get_iterator()
         window = self.window_function()
         views, first_view, single = self.num_views, self.first_view, self.num_views == 1
-        out_h, out_w = self.output_size
         dct_scaling = self.dct_scaling
-        scratch_length, decoded_length = self.scratch_length, self.decoded_length
+        max_h, max_w = self.max_size
+        decoded_length = max_h * max_w * 3
 
         @numba.njit(inline="always")
         def views_of(destination, i):
@@ -89,6 +118,9 @@ class _CropResizeDecoder(SimpleRGBImageDecoder):
         def decode(batch_indices, my_storage, metadata, storage_state):
             destination = my_storage
             count = len(batch_indices)
+            # the buffer FFCV allocated for this epoch has the output size planned at its iter(loader)
+            out_h, out_w = destination.shape[-3], destination.shape[-2]
+            scratch_length = (_scratch_bytes(max_h, max_w, out_h, out_w) + 7) // 8
             status = np.zeros(count, dtype=np.int32)
             # per sample: (row0, col0, rows, cols) of the decoded part, the JPEG's declared (height, width)
             placed = np.zeros((count, 6), dtype=np.int64)
@@ -187,35 +219,73 @@ def scaled_window(window, eighths):
 
 
 class _TableDecoder(_CropResizeDecoder):
+    """Windows from the live table; ``scale``, ``ratio``, ``alpha`` (and ``flip`` where the class has it) are
+    settable, checked as in the constructor, and apply from the next ``iter(loader)``."""
+
     def __init__(self, table: BoxTable, output_size, *, num_views, first_view, flip, scale, ratio, alpha,
                  dct_scaling):
         super().__init__(output_size, num_views, first_view, dct_scaling)
         if not isinstance(table, BoxTable):
             raise TypeError(f"table must be a ccrop_loaders.BoxTable, got {type(table).__name__}")
-        self.table = table
+        self._table = table
         # The decoder holds the table's memory itself: the Loader's threads read it through this mapping's address
         # even after the user closed, unlinked or dropped the table (left its `with` block while prefetching).
         self.table_mapping = table.mapping()
-        self.scale = check_range("scale", scale)
-        self.ratio = check_range("ratio", ratio)
-        self.alpha = check_alpha(alpha)
-        self.flip = bool(flip)
+        # the settings the compiled loop reads at run time (its address): written at each planning
+        self._settings = np.zeros(_SETTINGS_LENGTH, dtype=np.float64)
+        self.scale, self.ratio, self.alpha = scale, ratio, alpha
+        self._flip = bool(flip)
+
+    table = _fixed("table", "_table")
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        return self._scale
+
+    @scale.setter
+    def scale(self, value: Sequence[float]) -> None:
+        self._scale = check_range("scale", value)
+
+    @property
+    def ratio(self) -> tuple[float, float]:
+        return self._ratio
+
+    @ratio.setter
+    def ratio(self, value: Sequence[float]) -> None:
+        self._ratio = check_range("ratio", value)
+
+    @property
+    def alpha(self) -> float:
+        return self._alpha
+
+    @alpha.setter
+    def alpha(self, value: float) -> None:
+        self._alpha = check_alpha(value)
+
+    @property
+    def flip(self) -> bool:
+        """Whether each view is mirrored by its keyed coin (``table_flip``)."""
+        return self._flip
 
     def check_dataset(self, num_samples: int) -> None:
         self.table.check_dataset_size(num_samples)
 
+    def declare_state_and_memory(self, previous_state: State) -> tuple[State, tuple[AllocationQuery, ...]]:
+        settings = self._settings
+        settings[:_QUANTILES] = (*self.scale, math.log(self.ratio[0]), math.log(self.ratio[1]), self.flip)
+        settings[_QUANTILES:] = beta_quantiles(self.alpha)
+        return super().declare_state_and_memory(previous_state)
+
     def window_function(self) -> Callable:
         address, n = self.table_mapping.address, self.table_mapping.num_samples
-        scale_lo, scale_hi = self.scale
-        log_lo, log_hi = math.log(self.ratio[0]), math.log(self.ratio[1])
-        quantiles = beta_quantiles(self.alpha)
-        flip = self.flip
+        settings = self._settings.ctypes.data
 
         @numba.njit(inline="always")
         def window(index, view, height, width):
+            live = words_at(settings, _SETTINGS_LENGTH).view(np.float64)
             top, left, h, w = table_crop_window(address, n, index, view, height, width,
-                                                scale_lo, scale_hi, log_lo, log_hi, quantiles)
-            return top, left, h, w, flip and table_flip(address, n, index, view)
+                                                live[0], live[1], live[2], live[3], live[_QUANTILES:])
+            return top, left, h, w, live[4] != 0 and table_flip(address, n, index, view)
 
         return window
 
@@ -236,6 +306,13 @@ class ContrastiveCropRGBImageDecoder(_TableDecoder):
         super().__init__(table, output_size, num_views=1, first_view=view, flip=False, scale=scale, ratio=ratio,
                          alpha=alpha, dct_scaling=dct_scaling)
 
+    view = _fixed("view", "_first_view")
+
+    @_TableDecoder.flip.setter
+    def flip(self, value: bool) -> None:
+        raise AttributeError("ContrastiveCropRGBImageDecoder never mirrors: add FFCV's RandomHorizontalFlip, or use "
+                             "MultiViewContrastiveCropDecoder(table, size, num_views=1, flip=True)")
+
 
 class MultiViewContrastiveCropDecoder(_TableDecoder):
     """Decode once, emit ``num_views`` ContrastiveCrop views: uint8 (B, V, H, W, 3).
@@ -251,6 +328,10 @@ class MultiViewContrastiveCropDecoder(_TableDecoder):
                  alpha: float = 0.6, dct_scaling: bool = True):
         super().__init__(table, output_size, num_views=num_views, first_view=0, flip=flip, scale=scale, ratio=ratio,
                          alpha=alpha, dct_scaling=dct_scaling)
+
+    @_TableDecoder.flip.setter
+    def flip(self, value: bool) -> None:
+        self._flip = bool(value)
 
 
 class FullImageRGBImageDecoder(_CropResizeDecoder):
