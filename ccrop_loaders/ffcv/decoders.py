@@ -31,8 +31,23 @@ from ..core.table import words_at
 from .jpeg import REGION_BAD_SIZE, REGION_MAX_PIXELS, REGION_NO_MEMORY, REGION_OK, decode_region
 from .resample import _scratch_bytes, resize_crop
 
-_JPG = IMAGE_MODES["jpg"]
+_JPG, _RAW = IMAGE_MODES["jpg"], IMAGE_MODES["raw"]
 _U8 = np.dtype("<u1")
+_RAW_SIZE = -1  # decode status: raw pixels of another size than the metadata's
+
+
+def check_metadata(metadata: np.ndarray) -> None:
+    """Refuse a .beton whose image metadata no decoder can serve (sizes < 1 or over ``REGION_MAX_PIXELS``, an unknown
+    storage mode), naming the first bad sample: checked when the Loader plans, before anything is allocated."""
+    heights, widths = metadata["height"].astype(np.int64), metadata["width"].astype(np.int64)
+    for bad, what in (((heights < 1) | (widths < 1), "a size below 1 pixel"),
+                      (heights * widths > REGION_MAX_PIXELS, f"more than REGION_MAX_PIXELS ({REGION_MAX_PIXELS})"),
+                      (~np.isin(metadata["mode"], (_JPG, _RAW)), "an unknown storage mode")):
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(f"the .beton's metadata gives sample (global index) {i} {what}: {heights[i]}x{widths[i]} "
+                             f"pixels, mode {metadata['mode'][i]}; the .beton is damaged or was not written by FFCV's "
+                             "RGBImageField")
 # the live settings of a _TableDecoder, float64: scale_lo, scale_hi, log ratio_lo, log ratio_hi, flip, quantiles
 _QUANTILES = 5
 _SETTINGS_LENGTH = _QUANTILES + QUANTILE_KNOTS + 1
@@ -95,6 +110,7 @@ class _CropResizeDecoder(SimpleRGBImageDecoder):
 
     def declare_state_and_memory(self, previous_state: State) -> tuple[State, tuple[AllocationQuery, ...]]:
         self.check_dataset(len(self.metadata))
+        check_metadata(self.metadata)
         self.max_size = int(self.metadata["height"].max()), int(self.metadata["width"].max())
         shape = self._output_shape()
         return (
@@ -148,8 +164,11 @@ class _CropResizeDecoder(SimpleRGBImageDecoder):
                     status[i] = decode_region(data.ctypes.data, data.size, eighths, height, width, top, left, bottom,
                                               right, buffer.ctypes.data, buffer.size, placed[i].ctypes.data)
                     image = buffer[: placed[i, 2] * placed[i, 3] * 3].reshape(placed[i, 2], placed[i, 3], 3)
-                else:
+                elif data.size == height * width * 3:
                     image = data.reshape(height, width, 3)
+                else:
+                    status[i] = _RAW_SIZE
+                    image = data[:0].reshape(0, 0, 3)
                 if status[i] == REGION_OK:
                     out = views_of(destination, i)
                     for v in range(views):
@@ -172,6 +191,9 @@ class _CropResizeDecoder(SimpleRGBImageDecoder):
                                      "forged, nothing was decoded")
                 if status[i] == REGION_NO_MEMORY:
                     raise MemoryError(sample + ": no memory for libjpeg-turbo's decompressor")
+                if status[i] == _RAW_SIZE:
+                    raise ValueError(sample + ": its raw pixels in the .beton are not the " + str(meta_h) + "x"
+                                     + str(meta_w) + "x3 bytes its metadata says; the .beton is damaged")
                 raise ValueError("ccrop_loaders: libjpeg-turbo could not decode the image of sample (global index) "
                                  + str(failed) + " - its JPEG data in the .beton is corrupt")
             return destination[:count]
