@@ -70,8 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     clean.add_argument("--dir", type=Path, default=None, help="where tables live (default: $CCROP_SHM_DIR or /dev/shm)")
     clean.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
     clean.set_defaults(run=_clean)
-    demo = sub.add_parser("demo", help="run the demo (see python -m ccrop_loaders.demo --help)")
-    demo.set_defaults(run=lambda a: __import__("ccrop_loaders.demo").demo.main([]) or 0)
+    demo = sub.add_parser("demo", help="run the demo: JPEGs from real photos through every installed backend, "
+                                       "a figure of the crops (needs the demo extra)")
+    from . import demo as demo_module  # light: its heavy imports happen when it runs
+
+    demo_module.add_arguments(demo)
+    demo.set_defaults(run=lambda a: demo_module.run(a) or 0)
     args = parser.parse_args(argv)
     return args.run(args)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import BoxTable, localize_boxes, sample_crops
+from . import BoxTable, sample_crops
 from .sample_data import make_image_folder
 
 OUTPUT_SIZE = 224
@@ -138,12 +138,30 @@ def draw_figure(paths: list[Path], boxes: np.ndarray, windows: np.ndarray, out: 
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The demo's options (``python -m ccrop_loaders.demo`` and ``ccrop demo`` share them)."""
     parser.add_argument("--images", type=int, default=128, help="number of JPEGs to make (default 128)")
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default demo_out)")
-    args = parser.parse_args(argv)
-    from PIL import Image
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = add_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0])).parse_args(argv)
+    run(args)
+
+
+def run(args: argparse.Namespace) -> None:
+    """The demo with parsed options (``add_arguments``)."""
+    if args.images < 6:
+        raise SystemExit("ccrop demo: --images must be at least 6 (the figure shows 6 images)")
+    try:
+        from PIL import Image
+        import matplotlib  # noqa: F401
+        import skimage  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError as err:
+        raise SystemExit(f"ccrop demo needs {err.name}, which is not installed: pip install 'ccrop-loaders[demo]'")
+    from .trainer import localize_boxes
 
     print(f"making {args.images} JPEGs from scikit-image's photos in {args.out / 'images'} ...")
     samples = make_image_folder(args.out / "images", args.images)

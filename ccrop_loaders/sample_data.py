@@ -1,6 +1,7 @@
 """Demo data: realistic JPEGs made from the real photos scikit-image ships (no downloads).
 
 Needs Pillow and scikit-image (the ``demo`` extra).
+``python -m ccrop_loaders.sample_data OUT [--images N] [--seed S]`` writes an image folder.
 """
 from __future__ import annotations
 
@@ -14,7 +15,13 @@ SOURCES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "imm
 
 def _source_photos() -> dict[str, np.ndarray]:
     """Name -> uint8 (H, W, 3) photo (grayscale ones repeated to RGB)."""
-    import skimage.data
+    try:
+        import skimage.data
+        import PIL  # noqa: F401
+    except ImportError as error:
+        from . import _missing_extra
+
+        raise _missing_extra(error, "demo", "ccrop_loaders.sample_data") from error
 
     photos = {}
     for name in SOURCES:
@@ -71,3 +78,24 @@ def random_boxes(num_samples: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     lo, hi = np.sort(rng.uniform(0, 1, (num_samples, 2, 2)), axis=2).transpose(2, 0, 1)
     return np.stack([lo[:, 0], lo[:, 1], hi[:, 0], hi[:, 1]], axis=1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m ccrop_loaders.sample_data OUT --images N``: write a demo image folder (ImageFolder layout)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m ccrop_loaders.sample_data",
+                                     description="write demo JPEGs made from scikit-image's photos, "
+                                                 "ImageFolder layout OUT/<class>/<n>.jpg")
+    parser.add_argument("out", type=Path, help="folder to write (created; same-named files are rewritten)")
+    parser.add_argument("--images", type=int, default=64, help="number of JPEGs (default 64)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    args = parser.parse_args(argv)
+    if args.images < 1:
+        parser.error("--images must be at least 1")
+    samples = make_image_folder(args.out, args.images, seed=args.seed)
+    print(f"wrote {len(samples)} JPEGs in {len({label for _, label in samples})} classes to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,5 +1,11 @@
 """DALI adapter: ContrastiveCrop windows and views inside a pipeline graph (``ops``), ready file-reader and
 external-source pipelines (``readers``), and a torch iterator (``iterator``)."""
+try:
+    import nvidia.dali  # noqa: F401
+except ImportError as _error:
+    from .. import _missing_extra
+
+    raise _missing_extra(_error, "dali", "ccrop_loaders.dali") from _error
 from .ops import contrastive_crop_views, contrastive_crop_windows, crop_resize_views
 from .augment import ssl_view_augment
 from .readers import (ExternalSourceReader, FolderFiles, external_source_pipeline, file_reader_pipeline,
@@ -12,6 +18,12 @@ __all__ = ["ContrastiveCropIterator", "ExternalSourceReader", "FolderFiles", "co
 
 def __getattr__(name: str):
     if name == "ContrastiveCropIterator":  # needs torch
+        try:
+            import torch  # noqa: F401
+        except ImportError as error:
+            from .. import _missing_extra
+
+            raise _missing_extra(error, "torch", "ccrop_loaders.dali.ContrastiveCropIterator") from error
         from .iterator import ContrastiveCropIterator
 
         return ContrastiveCropIterator

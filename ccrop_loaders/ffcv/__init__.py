@@ -1,5 +1,11 @@
 """FFCV adapter: ContrastiveCrop decoders reading the live BoxTable, a .beton converter, a Loader that
 forwards decoding errors."""
+try:
+    import ffcv  # noqa: F401  (FFCV imports torch too)
+except ImportError as _error:
+    from .. import _missing_extra
+
+    raise _missing_extra(_error, "ffcv", "ccrop_loaders.ffcv") from _error
 from .decoders import (ContrastiveCropRGBImageDecoder, FullImageRGBImageDecoder, MultiViewContrastiveCropDecoder,
                        SampleIndexDecoder)
 from .loader import Loader

@@ -27,10 +27,11 @@ import ctypes
 try:
     from . import _jpeg_region
 except ImportError as error:  # built by setup.py only where libjpeg's headers were found
-    raise ImportError(
-        "ccrop_loaders.ffcv needs its region decoder (ccrop_loaders/ffcv/jpeg_region.c), which was not built: "
-        "install libjpeg-turbo's development files (Debian/Ubuntu: apt install libjpeg-dev; conda: libjpeg-turbo) "
-        "and reinstall ccrop-loaders"
+    from .. import _missing_extension
+
+    raise _missing_extension(
+        error, "_jpeg_region", "a C compiler and libjpeg-turbo's development files "
+        "(Debian/Ubuntu: apt install gcc libjpeg-dev; conda: libjpeg-turbo)"
     ) from error
 
 REGION_OK, REGION_ERROR, REGION_CORRUPT_DATA, REGION_TOO_LARGE, REGION_NO_MEMORY, REGION_BAD_SIZE = range(6)

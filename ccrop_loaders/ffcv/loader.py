@@ -42,6 +42,10 @@ class Loader(_FFCVLoader):
     def __iter__(self):
         Compiler.set_num_threads(self.num_workers)
         order = self.next_traversal_order()
+        if self.drop_last and 0 < len(order) < self.batch_size:  # FFCV would yield nothing, silently
+            raise ValueError(f"batch_size={self.batch_size} is more than the {len(order)} samples this loader reads "
+                             "(per rank), and drop_last=True drops them all: every epoch would be empty; use a "
+                             "smaller batch_size or drop_last=False")
         selected_order = order[: len(self) * self.batch_size]
         self.next_epoch += 1
         if self.code is None or self.recompile:

@@ -1,4 +1,11 @@
 """Trainer side (torch): localization, the background box updater, the schedule, checkpoints, view augmentations."""
+try:
+    import torch  # noqa: F401
+except ImportError as _error:
+    from .. import _missing_extra
+
+    raise _missing_extra(_error, "torch", "ccrop_loaders.trainer (localize_boxes, BoxUpdater, the schedule, "
+                                          "checkpoints, augmentations)") from _error
 from .augment import SSLViewAugment, byol_augment, simclr_augment
 from .checkpoint import restore_table, table_state
 from .localize import localize_boxes
