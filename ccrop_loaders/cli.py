@@ -1,4 +1,5 @@
-"""``ccrop`` command line: ``ccrop convert SRC OUT.beton``, ``ccrop clean``, ``ccrop demo``."""
+"""``ccrop`` command line: ``ccrop convert SRC OUT.beton``, ``ccrop clean``, ``ccrop demo``, ``ccrop show``,
+``ccrop table``."""
 from __future__ import annotations
 
 import argparse
@@ -52,6 +53,59 @@ def _clean(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _show(args: argparse.Namespace) -> int:
+    from .inspection import ImageSource, InspectError, read_table, show
+
+    try:
+        if args.samples < 1:
+            raise InspectError(f"--samples must be at least 1, got {args.samples}")
+        snap = read_table(args.table)
+        drawn = show(snap, ImageSource(args.images), args.out, samples=args.samples, views=args.views,
+                     epoch=args.epoch, epochs=args.epochs, alpha=args.alpha, seed=args.seed, size=args.size,
+                     dpi=args.dpi, indices=args.indices)
+    except (InspectError, ModuleNotFoundError) as err:
+        print(f"ccrop show: {err}", file=sys.stderr)
+        return 2
+    width, height = drawn["pixels"]
+    print(f"wrote {args.out} ({width}x{height} pixels): samples {', '.join(map(str, drawn['indices']))}, "
+          f"{args.views} views, epochs {drawn['epochs'][0]}-{drawn['epochs'][-1]}")
+    return 0
+
+
+def _table(args: argparse.Namespace) -> int:
+    from .inspection import InspectError, diff_report, plot_histograms, read_table, table_report
+
+    try:
+        if args.bins < 1:
+            raise InspectError(f"--bins must be at least 1, got {args.bins}")
+        if (args.source is None) == (args.diff is None):
+            raise InspectError("give one table (ccrop table SOURCE) or two to compare (ccrop table --diff A B)")
+        if args.diff is not None:
+            if args.plot is not None:
+                raise InspectError("--plot draws one table's histograms; it does not go with --diff")
+            print(diff_report(read_table(args.diff[0]), read_table(args.diff[1])))
+            return 0
+        snap = read_table(args.source)
+        print(table_report(snap, bins=args.bins))
+        if args.plot is not None:
+            width, height = plot_histograms(snap, args.plot, bins=args.bins)
+            print(f"wrote {args.plot} ({width}x{height} pixels)")
+    except (InspectError, ModuleNotFoundError) as err:
+        print(f"ccrop table: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _indices(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated sample indices, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one sample index")
+    return values
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ccrop", description="ContrastiveCrop loaders for FFCV and DALI")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -76,6 +130,44 @@ def main(argv: list[str] | None = None) -> int:
 
     demo_module.add_arguments(demo)
     demo.set_defaults(run=lambda a: demo_module.run(a) or 0)
+    source_help = ("a box table: a file from BoxTable.save, a torch checkpoint whose 'boxes' entry is "
+                   "table_state(table) (as pipelines/train_ssl.py saves), or the name of a live shared table")
+    show_p = sub.add_parser("show", help="PNG grid: images with their box, the windows each view samples over a few "
+                                         "epochs, and the views (needs the demo extra)",
+                            description="One row per sample: the image with its box (dashed white) and each view's "
+                                        "windows (one colour per view; thick: --epoch, thin: the epochs after it), "
+                                        "then the views of --epoch (crop, bilinear resize, keyed flip), drawn with "
+                                        "the table's seed and use_boxes (RandomResizedCrop when it is off). The PNG "
+                                        "is (3 + 2.25 * views) x (0.75 + 2.25 * samples) inches at --dpi.")
+    show_p.add_argument("table", help=source_help)
+    show_p.add_argument("images", help="the images: an image folder (same global indices as ccrop convert and the "
+                                       "DALI readers) or a .beton (needs the ffcv extra)")
+    show_p.add_argument("--out", type=Path, default=Path("show.png"), help="PNG to write (default show.png)")
+    show_p.add_argument("--samples", type=int, default=8, help="samples drawn at random (default 8)")
+    show_p.add_argument("--indices", type=_indices, default=None, help="comma-separated sample indices instead")
+    show_p.add_argument("--seed", type=int, default=0, help="seed choosing the samples (default 0); crops use the "
+                                                            "table's seed")
+    show_p.add_argument("--views", type=int, default=2, help="views per sample (default 2)")
+    show_p.add_argument("--epoch", type=int, default=None, help="epoch of the views (default: the table's)")
+    show_p.add_argument("--epochs", type=int, default=4, help="epochs whose windows are outlined, from --epoch "
+                                                              "(default 4)")
+    show_p.add_argument("--alpha", type=float, default=0.6, help="Beta(alpha, alpha) parameter (default 0.6)")
+    show_p.add_argument("--size", type=int, default=224, help="side of the views in pixels (default 224)")
+    show_p.add_argument("--dpi", type=int, default=100, help="dots per inch of the PNG (default 100)")
+    show_p.set_defaults(run=_show)
+    table_p = sub.add_parser("table", help="inspect a box table: size, controls, full boxes, box area and aspect "
+                                           "histograms; --diff compares two",
+                             description="Prints the table's sample count, controls (epoch, seed, use_boxes), "
+                                         "writes (live tables), how many rows are still the full box (0, 0, 1, 1), "
+                                         "and histograms of box area and aspect ratio. --diff A B compares two "
+                                         "tables of the same size: boxes moved, coordinate changes, IoU.")
+    table_p.add_argument("source", nargs="?", default=None, help=source_help)
+    table_p.add_argument("--diff", nargs=2, metavar=("A", "B"), default=None,
+                         help="compare two tables (files, checkpoints or live names) of the same size")
+    table_p.add_argument("--bins", type=int, default=10, help="histogram bins (default 10)")
+    table_p.add_argument("--plot", type=Path, default=None, help="also write both histograms to this PNG "
+                                                                 "(1000x350 pixels; needs the demo extra)")
+    table_p.set_defaults(run=_table)
     args = parser.parse_args(argv)
     return args.run(args)
 
