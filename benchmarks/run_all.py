@@ -4,7 +4,7 @@ import importlib.util
 
 BENCHMARKS = [("benchmarks.core_bench", None), ("benchmarks.ffcv_bench", "ffcv"), ("benchmarks.dali_bench", "nvidia.dali"),
               ("benchmarks.trainer_bench", "torch"), ("benchmarks.augment_bench", "torch"),
-              ("benchmarks.stress_bench", "nvidia.dali")]
+              ("benchmarks.stress_bench", "nvidia.dali"), ("benchmarks.bench", None)]
 
 
 def main() -> None:

@@ -24,6 +24,17 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import BenchError, run
+
+    try:
+        run(args)
+    except (BenchError, ModuleNotFoundError) as err:
+        print(f"ccrop bench: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _clean(args: argparse.Namespace) -> int:
     from .core.files import shm_dir
     from .core.table import orphaned_tables
@@ -168,6 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     table_p.add_argument("--plot", type=Path, default=None, help="also write both histograms to this PNG "
                                                                  "(1000x350 pixels; needs the demo extra)")
     table_p.set_defaults(run=_table)
+    bench = sub.add_parser("bench", help="every throughput comparison side by side (FFCV, DALI, the original "
+                                         "PIL loader, decode ceilings): a table, bench.json and charts")
+    from . import bench as bench_module  # light: its heavy imports happen when it runs
+
+    bench_module.add_arguments(bench)
+    bench.set_defaults(run=_bench)
     args = parser.parse_args(argv)
     return args.run(args)
 
