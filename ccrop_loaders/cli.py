@@ -37,7 +37,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _clean(args: argparse.Namespace) -> int:
     from .core.files import shm_dir
-    from .core.table import orphaned_tables
+    from .core.table import orphaned_tables, remove_orphaned
 
     directory = args.dir or shm_dir()
     try:
@@ -47,18 +47,17 @@ def _clean(args: argparse.Namespace) -> int:
         return 2
     failed = 0
     for path in leftovers:
-        size = path.stat().st_size if path.exists() else 0
+        try:
+            size = path.lstat().st_size
+        except FileNotFoundError:
+            continue
         if args.dry_run:
             print(f"would remove {path} ({size:,} bytes)")
-            continue
-        try:
-            path.unlink()
+        elif remove_orphaned(path):
             print(f"removed {path} ({size:,} bytes)")
-        except FileNotFoundError:
-            pass
-        except OSError as err:
+        elif path.exists():
             failed += 1
-            print(f"ccrop clean: cannot remove {path}: {err}", file=sys.stderr)
+            print(f"ccrop clean: did not remove {path}: it is in use again, or not ours to remove", file=sys.stderr)
     if not leftovers:
         print(f"no leftover box tables in {directory}")
     return 1 if failed else 0

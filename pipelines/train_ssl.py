@@ -26,6 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ccrop_loaders import BoxTable, BoxUpdater, ContrastiveCropSchedule, restore_table, table_state
+from ccrop_loaders.core.files import atomic_path
 from ccrop_loaders.folder import folder_fingerprint
 from ccrop_loaders.trainer.augment import IMAGENET_MEAN, IMAGENET_STD, simclr_augment
 
@@ -94,22 +95,12 @@ class Data:
     """The backend's two loaders behind one interface: ``views(epoch)`` yields (view1, view2, index) as
     normalized float (B, 3, H, W) on ``device``; ``full_images()`` yields (images, index)."""
 
-    def __init__(self, backend: str, folder: Path, work: Path, table: BoxTable, args, device: torch.device):
+    def __init__(self, backend: str, folder: Path, beton: Path | None, table: BoxTable, args, device: torch.device):
         self.backend, self.device, self.args = backend, device, args
         distributed = dist.is_initialized()
         if backend == "ffcv":
-            from ccrop_loaders.ffcv.convert import ensure_converted, wait_converted
-
             from .ffcv_ssl import localization_loader, ssl_loader
 
-            beton = work / "train.beton"
-            # Keyed to --data: other or changed images are converted again. One process per node converts (a long
-            # job on ImageNet); the others wait for its record, not in a collective that --dist-timeout would end.
-            options = dict(max_resolution=args.max_resolution, workers=args.workers)
-            if args.checkpoint is None or int(os.environ.get("LOCAL_RANK", "0")) == 0:  # None: a private work folder
-                ensure_converted(folder, beton, **options)
-            else:
-                wait_converted(folder, beton, **options)
             self.train = ssl_loader(str(beton), table, batch_size=args.batch_size, num_workers=args.workers,
                                     device=device, size=args.size, alpha=args.alpha, distributed=distributed,
                                     seed=args.seed)
@@ -227,6 +218,21 @@ def setup_distributed(timeout_s: float) -> torch.device:
     return torch.device("cpu")
 
 
+def converted_beton(folder: Path, work: Path, args) -> tuple[Path, int]:
+    """``work/train.beton`` converted from ``folder`` (keyed to it: other or changed images are converted again) and
+    its number of samples (the readable images). One process per node converts, a long job on ImageNet; the
+    others wait for its record, not in a collective that --dist-timeout would end, and fail if it failed."""
+    from ccrop_loaders.ffcv.convert import converted_samples, ensure_converted, wait_converted
+
+    beton = work / "train.beton"
+    options = dict(max_resolution=args.max_resolution, workers=args.workers)
+    if args.checkpoint is None or int(os.environ.get("LOCAL_RANK", "0")) == 0:  # None: a private work folder
+        ensure_converted(folder, beton, **options)
+    else:
+        wait_converted(folder, beton, **options)
+    return beton, converted_samples(beton)
+
+
 def tiny_batch_size(num_samples: int, world_size: int) -> int:
     """The largest batch up to 16 that divides each rank's share: --tiny trains on every sample."""
     share = max(1, num_samples // world_size)
@@ -266,16 +272,19 @@ def main(argv=None) -> dict:
                 make_image_folder(folder, 48, shorter_side=(80, 120))
             if dist.is_initialized():
                 dist.barrier()
-        from ccrop_loaders.folder import list_images
+        if args.backend == "ffcv":
+            beton, num_samples = converted_beton(folder, work, args)
+        else:
+            from ccrop_loaders.dali import FolderFiles
 
-        num_samples = len(list_images(folder)[0])
+            beton, num_samples = None, FolderFiles.from_folder(folder).num_samples
         if args.batch_size is None:
             args.batch_size = tiny_batch_size(num_samples, dist.get_world_size() if dist.is_initialized() else 1)
         with BoxTable.create(num_samples) as table:
-            return train(args, device, folder, work, table, show)
+            return train(args, device, folder, beton, table, show)
 
 
-def train(args, device: torch.device, folder: Path, work: Path, table: BoxTable, show: bool) -> dict:
+def train(args, device: torch.device, folder: Path, beton: Path | None, table: BoxTable, show: bool) -> dict:
     data_key = folder_fingerprint(folder)  # checkpoints are keyed to the images their boxes index
     schedule = ContrastiveCropSchedule(args.epochs, args.warmup_epochs, args.loc_interval)
     table.seed = args.seed
@@ -306,7 +315,7 @@ def train(args, device: torch.device, folder: Path, work: Path, table: BoxTable,
                   f"{'ContrastiveCrop' if table.use_boxes else 'RandomResizedCrop warm-up'}")
     else:
         localized = []
-    data = Data(args.backend, folder, work, table, args, device)
+    data = Data(args.backend, folder, beton, table, args, device)
     world = dist.get_world_size() if dist.is_initialized() else 1
     used = data.steps * args.batch_size * world
     if show and used < len(table):
@@ -355,9 +364,8 @@ def train(args, device: torch.device, folder: Path, work: Path, table: BoxTable,
                          "boxes": table_state(table), "data": data_key, "localized_at": history["localized_at"]}
                 if key_model is not None:
                     state.update(key_model=key_model.state_dict(), queue=queue)
-                tmp = args.checkpoint.with_suffix(".tmp")
-                torch.save(state, tmp)
-                os.replace(tmp, args.checkpoint)
+                with atomic_path(args.checkpoint) as tmp:  # a kill while saving leaves the previous checkpoint
+                    torch.save(state, tmp)
     history["boxes_after"] = table.read()
     history["use_boxes"], history["table_epoch"] = table.use_boxes, table.epoch
     if show:

@@ -14,6 +14,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 _HOST = socket.gethostname().replace(".", "_") or "host"
@@ -34,7 +36,7 @@ def shm_dir() -> Path:
     """Where tables live: ``$CCROP_SHM_DIR``, else ``/dev/shm``, else the temp folder."""
     env = os.environ.get("CCROP_SHM_DIR")
     if env:
-        return Path(env)
+        return Path(env).absolute()  # every process and the tracker resolve it alike, whatever their folder
     return Path("/dev/shm") if os.path.isdir("/dev/shm") else Path(tempfile.gettempdir())
 
 
@@ -91,6 +93,7 @@ def reserve(fd: int, size: int, directory: Path, what: str) -> None:
         except OSError as err:
             if err.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
                 raise
+            raise OSError(err.errno, no_room(what, size, directory, free)) from None
     raise OSError(errno.ENOSPC, no_room(what, size, directory, free))
 
 
@@ -159,12 +162,17 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def replace_atomically(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` so that a reader (or a crash) sees the old file or the new one, never a mix.
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, size_hint: int | None = None) -> Iterator[Path]:
+    """Yield a temp path beside ``path`` to write the new file to; on success it is fsynced and renamed over ``path``
+    and the folder fsynced, so a reader (or a crash, or SIGKILL) sees the old file or the new one, never a mix.
 
     A symlink is written through: its target is replaced and the link kept. A
-    target that is not a regular file (FIFO, device, directory) is refused. Stale
-    temp files of this target (their writer gone) are removed first. Returns the path written.
+    target that is not a regular file (FIFO, device, directory) is refused. The
+    new file gets the replaced file's mode (else the umask's). Stale temp files of
+    this target (their writer, on this host, gone) are removed first. A full
+    filesystem raises an OSError naming the file, the bytes (``size_hint``) and
+    the room; the old file stays.
     """
     target = Path(os.path.realpath(path))
     try:
@@ -179,25 +187,38 @@ def replace_atomically(path: str | os.PathLike, data: bytes) -> Path:
         unlink_quietly(stale)
     fd, tmp = make_temp(directory, target.name)
     try:
-        os.fchmod(fd, stat.S_IMODE(mode) if mode is not None else 0o666 & ~_umask())  # as the file it replaces
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
+        try:
+            os.fchmod(fd, stat.S_IMODE(mode) if mode is not None else 0o666 & ~_umask())
+        finally:
+            os.close(fd)
+        yield tmp
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, target)
     except OSError as err:
         unlink_quietly(tmp)
         if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            raise OSError(err.errno, f"{os.strerror(err.errno)}: cannot write {str(target)!r}: {len(data):,} bytes "
-                                     f"needed in {directory}, "
-                                     f"which has {free_bytes(directory) or 0:,} bytes free; nothing was changed"
+            needed = "" if size_hint is None else f"{size_hint:,} bytes "
+            raise OSError(err.errno, f"{os.strerror(err.errno)}: cannot write {str(target)!r}: {needed}needed in "
+                                     f"{directory}, which has {_room(directory)} free; the old file is unchanged"
                           ) from None
         raise
     except BaseException:
         unlink_quietly(tmp)
         raise
     fsync_directory(directory)
-    return target
+
+
+def replace_atomically(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through ``atomic_path``."""
+    with atomic_path(path, size_hint=len(data)) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+
+def _room(directory: Path) -> str:
+    free = free_bytes(directory)
+    return "an unknown number of bytes" if free is None else f"{free:,} bytes"
 
 
 def _umask() -> int:
@@ -249,7 +270,8 @@ signal.signal(signal.SIGINT, signal.SIG_IGN)
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
 owned = {}
 for line in sys.stdin.buffer:
-    op, inode, path = line.rstrip(b"\\n").split(b" ", 2)
+    op, inode, path = line.split()
+    path = bytes.fromhex(path.decode())
     if op == b"+":
         owned[path] = int(inode)
     else:
@@ -270,7 +292,7 @@ _tracker_lock = threading.Lock()
 def _tell_tracker(op: str, path: str, inode: int) -> None:
     global _tracker, _tracker_pid
     with _tracker_lock:
-        if _tracker is None or _tracker_pid != os.getpid():  # none yet, or the parent's (after a fork)
+        if _tracker is None or _tracker_pid != os.getpid() or _tracker.poll() is not None:  # none, a parent's, dead
             if op == "-":
                 return
             try:
@@ -281,7 +303,7 @@ def _tell_tracker(op: str, path: str, inode: int) -> None:
                 return
             _tracker_pid = os.getpid()
         try:
-            _tracker.stdin.write(f"{op} {inode} ".encode() + os.fsencode(path) + b"\n")
+            _tracker.stdin.write(f"{op} {inode} {os.fsencode(path).hex()}\n".encode())
             _tracker.stdin.flush()
         except (BrokenPipeError, OSError):  # the tracker is gone: the owner's own cleanup still runs at exit
             pass

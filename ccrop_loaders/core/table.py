@@ -26,6 +26,7 @@ would freeze into a stale copy.
 from __future__ import annotations
 
 import errno
+import fcntl
 import mmap
 import os
 import secrets
@@ -56,10 +57,10 @@ MAX_SAMPLES = 2**40  # 8 TiB of rows: anything larger is a forged or mistaken si
 
 
 def _check_name(name: str) -> str:
-    if not isinstance(name, str) or not name or "/" in name or "\0" in name or name.startswith(".") \
+    if not isinstance(name, str) or not name or "/" in name or not name.isprintable() or name.startswith(".") \
             or len(name.encode()) > 200:
-        raise ValueError(f"table name must be a non-empty string of at most 200 bytes, without '/' and not starting "
-                         f"with '.', got {name!r}")
+        raise ValueError(f"table name must be a non-empty string of at most 200 bytes, printable, without '/' and "
+                         f"not starting with '.', got {name!r}")
     return name
 
 
@@ -614,19 +615,46 @@ def orphaned_tables(directory: str | os.PathLike | None = None) -> list[Path]:
     found = list(stale_temps(directory))
     for entry in sorted(os.listdir(directory)):
         path = directory / entry
-        if entry.startswith(".") or not path.is_file() or path.is_symlink():
-            continue
-        try:
-            with open(path, "rb") as f:
-                head = f.read(8 * HEADER_WORDS)
-        except OSError:
-            continue
-        if len(head) < 8 * HEADER_WORDS or head[:8] != MAGIC:
-            continue
-        creator = struct.unpack_from("<Q", head, 8 * _W_CREATOR)[0]
-        if creator_gone(path) and not alive(creator):
+        if not entry.startswith(".") and _is_table_file(path) and creator_gone(path) \
+                and not alive(_creator_of(path)):
             found.append(path)
     return found
+
+
+def remove_orphaned(path: Path) -> bool:
+    """Unlink ``path`` (from ``orphaned_tables``) if it is still orphaned: checked with its creator lock taken, on
+    the very file the name points to, so a live table that took the name meanwhile is never removed."""
+    if path.name.startswith("."):  # a stale temp file: its writer's pid is gone (see ``stale_temps``)
+        unlink_quietly(path)
+        return True
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while the creator (or a forked child) lives
+        if os.fstat(fd).st_ino != os.lstat(path).st_ino or alive(_creator_of(path)):
+            return False
+        os.unlink(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _is_table_file(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return not path.is_symlink() and path.is_file() and f.read(8) == MAGIC
+    except OSError:
+        return False
+
+
+def _creator_of(path: Path) -> int:
+    with open(path, "rb") as f:
+        head = f.read(8 * HEADER_WORDS)
+    return struct.unpack_from("<Q", head, 8 * _W_CREATOR)[0] if len(head) == 8 * HEADER_WORDS else 0
 
 
 def _check_flag(name: str, value, *, stored: bool = False) -> bool:

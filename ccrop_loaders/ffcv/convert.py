@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core.files import replace_atomically, unlink_quietly
+from ..core.files import atomic_path, replace_atomically, unlink_quietly
 from ..folder import find_unreadable, folder_fingerprint, list_images, load_rgb
 
 
@@ -75,20 +74,14 @@ def convert_folder(source: str | Path, output: str | Path, *, max_resolution: in
 
     key = conversion_key(source, max_resolution=max_resolution, quality=quality, write_mode=write_mode)
     unlink_quietly(source_record(output))  # a crash before the new record leaves the .beton unkeyed: reconverted
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    os.close(fd)
-    try:
-        writer = DatasetWriter(tmp, {
+    with atomic_path(output) as tmp:  # a killed conversion leaves the old .beton, and its temp file is cleaned later
+        writer = DatasetWriter(str(tmp), {
             "image": RGBImageField(write_mode=write_mode, max_resolution=max_resolution, jpeg_quality=int(quality)),
             "label": IntField(),
             "index": IntField(),
         }, num_workers=workers)
         writer.from_indexed_dataset(_FolderDataset(good), chunksize=64)
-        os.replace(tmp, output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    replace_atomically(source_record(output), json.dumps({**key, "samples": len(samples)}, indent=1).encode())
+    replace_atomically(source_record(output), json.dumps({**key, "samples": len(good)}, indent=1).encode())
     return ConversionReport(output, len(good), classes, skipped)
 
 
@@ -106,23 +99,44 @@ def conversion_key(source: str | Path, *, max_resolution: int | None = None, qua
             "write_mode": write_mode}
 
 
-def _record_matches(source: str | Path, output: str | Path, options: dict) -> tuple[bool, dict | None]:
-    key = conversion_key(source, **{k: v for k, v in options.items()
-                                    if k in ("max_resolution", "quality", "write_mode")})
+def _key_for(source: str | Path, options: dict) -> dict:
+    return conversion_key(source, **{k: v for k, v in options.items() if k in ("max_resolution", "quality",
+                                                                               "write_mode")})
+
+
+def _read_record(output: str | Path) -> dict | None:
     try:
         record = json.loads(source_record(output).read_text())
     except (OSError, ValueError):
-        record = None
-    matches = Path(output).is_file() and isinstance(record, dict) and all(record.get(k) == v for k, v in key.items())
-    return matches, record
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _matches(record: dict | None, key: dict, output: str | Path) -> bool:
+    return (record is not None and "failed" not in record and Path(output).is_file()
+            and all(record.get(k) == v for k, v in key.items()))
+
+
+def converted_samples(output: str | Path) -> int:
+    """How many samples the .beton ``output`` holds, from its record (the readable images of its source)."""
+    record = _read_record(output)
+    if record is None or not isinstance(record.get("samples"), int):
+        raise ValueError(f"{output} has no readable record of its conversion ({source_record(output)})")
+    return record["samples"]
 
 
 def wait_converted(source: str | Path, output: str | Path, *, timeout_s: float = 86400.0, poll_s: float = 2.0,
                    **options) -> None:
-    """Wait (polling, up to ``timeout_s``) until another process has converted ``source`` to ``output`` with
-    ``options``: what the other ranks of a node do while one converts, instead of a collective with a timeout."""
-    deadline = time.monotonic() + timeout_s
-    while not _record_matches(source, output, options)[0]:
+    """Wait (polling its record, up to ``timeout_s``) until another process has converted ``source`` to ``output``
+    with ``options``: what the other ranks of a node do while one converts, instead of a collective with a
+    timeout. Raises at once if that conversion failed (``ensure_converted`` records the failure)."""
+    key, deadline = _key_for(source, options), time.monotonic() + timeout_s  # the folder is listed once
+    while True:
+        record = _read_record(output)
+        if _matches(record, key, output):
+            return
+        if record is not None and record.get("failed") and record.get("fingerprint") == key["fingerprint"]:
+            raise RuntimeError(f"converting {source} to {output} failed in another process: {record['failed']}")
         if time.monotonic() > deadline:
             raise TimeoutError(f"{output} was not converted from {source} within {timeout_s:.0f} s")
         time.sleep(poll_s)
@@ -131,12 +145,19 @@ def wait_converted(source: str | Path, output: str | Path, *, timeout_s: float =
 def ensure_converted(source: str | Path, output: str | Path, **options) -> bool:
     """Convert ``source`` to ``output`` unless ``output`` was converted from the same, unchanged folder with the same
     options (its ``.source.json`` record says so). Returns whether it converted. ``options``: ``convert_folder``'s.
+    A failed conversion is recorded (``wait_converted`` raises) and raised.
     """
-    matches, record = _record_matches(source, output, options)
-    if matches:
+    key = _key_for(source, options)
+    record = _read_record(output)
+    if _matches(record, key, output):
         return False
     if Path(output).exists():
         why = "has no record of its source" if record is None else "was converted from other images or options"
         print(f"ccrop: {output} {why}; converting {source} again")
-    convert_folder(source, output, **options)
+    try:
+        convert_folder(source, output, **options)
+    except Exception as error:
+        replace_atomically(source_record(output), json.dumps({**key, "failed": f"{type(error).__name__}: {error}"},
+                                                             indent=1).encode())
+        raise
     return True

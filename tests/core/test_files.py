@@ -373,7 +373,7 @@ def test_save_keeps_the_replaced_files_mode_and_says_when_there_is_no_room(tmp_p
         assert os.stat(path).st_mode & 0o777 == 0o644
         with BoxTable.create(20_000) as big:
             with pytest.raises(OSError, match=r"No space left on device: cannot write .*full.ccrop.*160,068 bytes "
-                                              r"needed in .*nothing was changed"):
+                                              r"needed in .*the old file is unchanged"):
                 big.save(tiny_tmpfs / "full.ccrop")
     assert os.listdir(tiny_tmpfs) == []
 
@@ -382,3 +382,40 @@ def test_names_that_would_collide_with_temp_files_are_refused():
     for name in (".hidden", "a" * 201, "nul\0l"):
         with pytest.raises(ValueError, match="table name"):
             BoxTable.create(2, name=name)
+
+
+def test_a_table_in_a_relative_shm_dir_is_cleaned_up_after_a_chdir(tmp_path, monkeypatch):
+    from ccrop_loaders.core.files import shm_dir
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rel").mkdir()
+    monkeypatch.setenv("CCROP_SHM_DIR", "rel")
+    with BoxTable.create(4) as table:
+        assert shm_dir() == tmp_path / "rel" and BoxTable.attach(table.name).read([0]).shape == (1, 4)
+        monkeypatch.chdir("/")
+    assert os.listdir(tmp_path / "rel") == []
+
+
+def test_names_with_control_characters_are_refused_so_the_tracker_keeps_working(own_shm):
+    with pytest.raises(ValueError, match="printable"):
+        BoxTable.create(2, name="x\ny")
+    proc, name, _ = _start_holder(own_shm, "sleeping")  # the tracker still unlinks on SIGKILL
+    proc.kill()
+    proc.wait(timeout=10)
+    assert _wait_until_gone(own_shm / name)
+
+
+def test_clean_leaves_a_table_that_took_the_name_of_an_orphan(own_shm):
+    from ccrop_loaders.core.table import remove_orphaned
+
+    proc, name, tracker = _start_holder(own_shm)
+    os.kill(tracker, signal.SIGKILL)
+    proc.kill()
+    proc.wait(timeout=10)
+    time.sleep(0.2)
+    orphans = orphaned_tables(own_shm)
+    assert orphans == [own_shm / name]
+    os.unlink(own_shm / name)  # between listing and removing, a live table takes the name
+    with BoxTable.create(4, name=name) as live:
+        assert not remove_orphaned(orphans[0])
+        assert live.read([0]).shape == (1, 4) and (own_shm / name).exists()

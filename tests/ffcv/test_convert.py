@@ -113,3 +113,27 @@ def test_ensure_converted_is_keyed_to_the_source_and_options(tmp_path, capsys):
     source_record(beton).unlink()  # a .beton of unknown origin (e.g. an older run's) is not trusted
     assert ensure_converted(other, beton, workers=1)
     assert "has no record of its source" in capsys.readouterr().out
+
+
+def test_waiters_see_the_conversion_or_its_failure(tmp_path):
+    import threading
+
+    from ccrop_loaders.ffcv.convert import converted_samples, ensure_converted, wait_converted
+    from ccrop_loaders.sample_data import make_image_folder
+
+    folder = tmp_path / "images"
+    make_image_folder(folder, 6, shorter_side=(40, 60), seed=1)
+    (folder / "astronaut" / "broken.jpg").write_bytes(b"not an image")
+    beton = tmp_path / "train.beton"
+    waiter_error = []
+    waiter = threading.Thread(target=lambda: waiter_error.append(
+        wait_converted(folder, beton, timeout_s=120, poll_s=0.05, workers=1)))
+    waiter.start()
+    assert ensure_converted(folder, beton, workers=1)
+    waiter.join(60)
+    assert waiter_error == [None] and converted_samples(beton) == 6  # the readable images: the .beton's samples
+
+    with pytest.raises(ValueError, match="cannot read"):
+        ensure_converted(folder, beton, workers=1, max_resolution=30, strict=True)
+    with pytest.raises(RuntimeError, match="failed in another process: ValueError: cannot read"):
+        wait_converted(folder, beton, timeout_s=60, poll_s=0.05, workers=1, max_resolution=30)
