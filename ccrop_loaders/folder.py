@@ -67,8 +67,15 @@ def load_rgb(path) -> np.ndarray:
 
 
 def probe_image(path: Path, max_side: int = 65535) -> str | None:
-    """None if the image decodes completely, else why not."""
+    """None if the image decodes completely and its bytes pass ``core.encoded.encoded_image_status`` (the check the
+    DALI pipelines run: it also refuses corrupt JPEG data that Pillow decodes without a word), else why not."""
+    from .core.encoded import IMAGE_OK, describe_status, encoded_image_status
+
     try:
+        with open(path, "rb") as f:
+            status, height, width = encoded_image_status(np.frombuffer(f.read(), dtype=np.uint8))
+        if status != IMAGE_OK:
+            return describe_status(status, height, width)
         image = load_rgb(path)
         if image.shape[0] < 1 or image.shape[1] < 1:
             return "empty image"

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .core.sampler import FULL_BOX, sample_crop, sample_flip
-from .core.table import FILE_MAGIC, BoxTable, unpack_boxes
+from .core.table import FILE_MAGIC, HEADER_WORDS, BoxTable, controls_of, read_table_file, unpack_boxes
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 _BAR = 40  # characters of the longest histogram bar
@@ -43,7 +43,7 @@ class TableSnapshot:
     """A copy of a table's rows and controls, and where they came from."""
 
     source: str
-    kind: str  # "file", "checkpoint" or "live"
+    kind: str  # "file", "checkpoint" or "live table"
     boxes: np.ndarray  # float32 (n, 4) (y0, x0, y1, x1)
     epoch: int
     seed: int
@@ -67,10 +67,11 @@ def _missing(error: ImportError, extra: str, what: str) -> InspectError:
 
 def _read_table_file(path: Path) -> TableSnapshot:
     try:
-        with BoxTable.load(path) as table:  # a temporary shared table, unlinked when the block ends
-            return TableSnapshot(str(path), "file", table.read(), table.epoch, table.seed, table.use_boxes)
+        words = read_table_file(path)  # mapped read-only: no shared table is made
     except (ValueError, OSError) as err:
         raise InspectError(str(err)) from None
+    return TableSnapshot(str(path), "file", unpack_boxes(words[HEADER_WORDS:].astype(np.uint64)),
+                         *controls_of(words))
 
 
 def _read_checkpoint(path: Path) -> TableSnapshot:

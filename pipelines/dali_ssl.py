@@ -38,12 +38,10 @@ def ssl_iterator(files: FolderFiles, table: BoxTable, *, batch_size: int, num_th
 
 def localization_iterator(files: FolderFiles, *, batch_size: int, num_threads: int = 8, device: str = "gpu",
                           size: int = 224):
-    """Batches ``{"image": uint8 (B, size, size, 3), "index": int64 (B, 1)}`` of this rank's shard, in order."""
-    from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
-
+    """Batches ``{"image": uint8 (B, size, size, 3), "index": int64 (B,)}`` of this rank's shard, in order (the last
+    one partial); a damaged file is a ``ValueError`` naming it and its global index."""
     layout = distributed_layout()
     pipe = full_image_pipeline(files, batch_size=batch_size, num_threads=num_threads, device=device,
                                device_id=layout["local_rank"] if device == "gpu" else None, size=(size, size),
                                shard_id=layout["shard_id"], num_shards=layout["num_shards"])
-    return DALIGenericIterator(pipe, ["image", "index"], reader_name="Reader",
-                               last_batch_policy=LastBatchPolicy.PARTIAL, auto_reset=True)
+    return ContrastiveCropIterator(pipe)

@@ -559,39 +559,53 @@ class BoxTable:
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, name: str | None = None) -> "BoxTable":
-        """A new shared table holding the rows and controls saved at ``path``.
-
-        Reads the header first and then only the bytes it declares, after checking
-        them against the file's size; refuses what is not a regular file (FIFO,
-        device, folder). A bad file raises ``ValueError`` naming it and what is wrong.
-        """
-        what = f"box table file {str(path)!r}"
-        fd = open_regular(path, os.O_RDONLY, what)
-        try:
-            size = os.fstat(fd).st_size
-            head = os.pread(fd, 8 * HEADER_WORDS, 0)
-            _check_header(head, what, size - 4 - 8 * HEADER_WORDS, magic=FILE_MAGIC)
-            count = (size - 4) // 8 - HEADER_WORDS
-            need, free = 8 * (HEADER_WORDS + count), free_bytes(shm_dir())
-            if free is not None and need > free:  # before reading: the table it would become cannot exist here
-                raise OSError(errno.ENOSPC, no_room(f"the box table in {what}", need, shm_dir(), free))
-            data = mmap.mmap(fd, size, prot=mmap.PROT_READ)  # read as needed, never copied whole
-        finally:
-            os.close(fd)
-        body = memoryview(data)[: size - 4]  # the mapping goes with the last reference (no close: no BufferError)
-        if zlib.crc32(body) != struct.unpack_from("<I", data, size - 4)[0]:
-            raise ValueError(f"{what} is corrupt: checksum mismatch")
-        words = np.frombuffer(body, dtype="<u8")
-        bad = _first_bad_row(words[HEADER_WORDS:])
-        if bad >= 0:
-            raise ValueError(f"{what} is corrupt, rows: row {bad} has y0 > y1 or x0 > x1")
-        epoch = _check_control(f"{what}: epoch", int(words[_W_EPOCH]), 2**63 - 1)
-        use_boxes = _check_flag(f"{what}: use_boxes", int(words[_W_USE_BOXES]), stored=True)
-        table = cls.create(count, name=name)
+        """A new shared table holding the rows and controls saved at ``path`` (checked by ``read_table_file``)."""
+        words = read_table_file(path, room_for_table=True)
+        table = cls.create(len(words) - HEADER_WORDS, name=name)
         table.words[HEADER_WORDS:] = words[HEADER_WORDS:]
-        table.words[_W_EPOCH], table.words[_W_SEED] = epoch, words[_W_SEED]
-        table.words[_W_USE_BOXES] = int(use_boxes)
+        table.words[_W_EPOCH], table.words[_W_SEED] = words[_W_EPOCH], words[_W_SEED]
+        table.words[_W_USE_BOXES] = words[_W_USE_BOXES]
         return table
+
+
+def read_table_file(path: str | os.PathLike, *, room_for_table: bool = False) -> np.ndarray:
+    """The checked words (header, then rows) of the table file at ``path``, uint64 (8 + n,), read-only and mapped
+    from the file (no shared table is made; ``BoxTable.load`` makes one from them).
+
+    Reads the header first and then only the bytes it declares, after checking
+    them against the file's size; refuses what is not a regular file (FIFO,
+    device, folder). With ``room_for_table``, refuses before reading when
+    ``shm_dir()`` has no room for the table these words would fill. A bad file
+    raises ``ValueError`` naming it and what is wrong.
+    """
+    what = f"box table file {str(path)!r}"
+    fd = open_regular(path, os.O_RDONLY, what)
+    try:
+        size = os.fstat(fd).st_size
+        head = os.pread(fd, 8 * HEADER_WORDS, 0)
+        _check_header(head, what, size - 4 - 8 * HEADER_WORDS, magic=FILE_MAGIC)
+        count = (size - 4) // 8 - HEADER_WORDS
+        need, free = 8 * (HEADER_WORDS + count), free_bytes(shm_dir())
+        if room_for_table and free is not None and need > free:  # the table it would become cannot exist here
+            raise OSError(errno.ENOSPC, no_room(f"the box table in {what}", need, shm_dir(), free))
+        data = mmap.mmap(fd, size, prot=mmap.PROT_READ)  # read as needed, never copied whole
+    finally:
+        os.close(fd)
+    body = memoryview(data)[: size - 4]  # the mapping goes with the last reference (no close: no BufferError)
+    if zlib.crc32(body) != struct.unpack_from("<I", data, size - 4)[0]:
+        raise ValueError(f"{what} is corrupt: checksum mismatch")
+    words = np.frombuffer(body, dtype="<u8")
+    bad = _first_bad_row(words[HEADER_WORDS:])
+    if bad >= 0:
+        raise ValueError(f"{what} is corrupt, rows: row {bad} has y0 > y1 or x0 > x1")
+    _check_control(f"{what}: epoch", int(words[_W_EPOCH]), 2**63 - 1)
+    _check_flag(f"{what}: use_boxes", int(words[_W_USE_BOXES]), stored=True)
+    return words
+
+
+def controls_of(words: np.ndarray) -> tuple[int, int, bool]:
+    """``(epoch, seed, use_boxes)`` from a table's words (``read_table_file``'s or ``BoxTable.words``)."""
+    return int(words[_W_EPOCH]), int(words[_W_SEED]), bool(words[_W_USE_BOXES])
 
 
 @numba.njit(cache=True, nogil=True)

@@ -18,6 +18,7 @@ from nvidia.dali.pipeline import Pipeline
 from nvidia.dali.plugin.numba.fn.experimental import numba_function
 
 from ..core import BoxTable, beta_quantiles, table_crop_window, table_flip
+from ..core.encoded import encoded_image_status
 from ..core.sampler import check_alpha, check_count, check_range, check_size
 
 DEVICES = ("cpu", "gpu")
@@ -85,6 +86,44 @@ def checked_indices(indices: DataNode, num_samples: int) -> tuple[DataNode, Data
     start = fn.cast(indices, dtype=types.INT32)  # saturates: an index beyond int32 stays outside the table
     in_table = fn.slice(rows, start, [1], axes=[0], out_of_bounds_policy="error")  # sample index outside box table?
     return indices, in_table
+
+
+def checked_images(jpegs: DataNode, indices: DataNode) -> DataNode:
+    """``jpegs`` (encoded images, uint8 1-D), through a check that fails the batch on a damaged file before any
+    decoder (or ``fn.peek_image_shape``) reads it. Call it on the reader's output and decode what it returns.
+
+    Each sample's bytes are checked in compiled code (``core.encoded.encoded_image_status``: format, JPEG segments
+    and markers, end of image, PNG chunks, declared size at most ``MAX_IMAGE_PIXELS`` and what the bytes can
+    hold). A damaged one fails the batch: DALI's error quotes the line below, and its ``slice_anchor`` is
+    ``{global sample index x reason x 0}`` (reason: a key of ``core.encoded.REASONS``).
+    ``ContrastiveCropIterator`` turns it into a ``ValueError`` naming the file and why.
+    ``contrastive_crop_views`` calls it (once) itself.
+    """
+    pipe = _current_pipeline()
+    checked = getattr(pipe, "_ccrop_checked_images", None)
+    if checked is None:
+        checked = pipe._ccrop_checked_images = []
+    if any(node is jpegs for node in checked):
+        return jpegs
+
+    def run(anchor, data, index):
+        reason, _, _ = encoded_image_status(data)
+        anchor[0] = 0 if reason == 0 else min(max(index[0], -2147483647), 2147483647)
+        anchor[1] = reason
+
+    def setup(outs, ins):
+        for sample in range(len(outs[0])):
+            outs[0][sample][0] = 2
+
+    index = fn.reshape(fn.cast(indices, dtype=types.INT64), shape=[1])
+    anchor = numba_function(jpegs, index, run_fn=run, setup_fn=setup, out_types=[types.INT32], outs_ndim=[1],
+                            in_types=[types.UINT8, types.INT64], ins_ndim=[1, 1], device="cpu")
+    good = fn.zeros(shape=[1, 1, 0], dtype=types.UINT8)  # anchor (0, 0) fits; a nonzero reason does not
+    gate = fn.slice(good, anchor, [1, 1], axes=[0, 1], out_of_bounds_policy="error")  # damaged image file? slice_anchor = {sample index x reason x 0}
+    # The decoders read the bytes through the gate: nothing decodes a batch holding a damaged file.
+    jpegs = fn.cat(jpegs, fn.squeeze(gate, axes=[0, 1]), axis=0)
+    checked.append(jpegs)
+    return jpegs
 
 
 def _windows_and_rois(shapes: DataNode, indices: DataNode, table: BoxTable | str, num_views: int,
@@ -189,8 +228,10 @@ def contrastive_crop_views(jpegs: DataNode, indices: DataNode, table: BoxTable |
     ``indices`` are the samples' global indices in ``table``. With ``flip`` each
     view is mirrored with probability 1/2, keyed like its crop (fused into the
     resize). ``device="gpu"`` decodes with ``mixed`` and resizes on the GPU; the
-    windows are always computed on the CPU.
+    windows are always computed on the CPU. The bytes pass ``checked_images`` first: a damaged file fails the
+    batch with its global index (``slice_anchor``) before a decoder sees it.
     """
+    jpegs = checked_images(jpegs, indices)
     windows, rois = _windows_and_rois(fn.peek_image_shape(jpegs), indices, table, num_views, scale, ratio, alpha,
                                       flip)
     return crop_resize_views(jpegs, windows, rois, num_views=num_views, size=size, device=device, decode=decode)

@@ -22,7 +22,8 @@ from ..core import BoxTable, beta_quantiles
 from ..core.sampler import check_alpha, check_count, check_range
 from ..core.table import words_at
 from ..folder import find_unreadable, list_images
-from .ops import check_device, contrastive_crop_views, crop_resize_views, keep_alive, resolve_table, view_windows
+from .ops import (check_device, checked_images, contrastive_crop_views, crop_resize_views, keep_alive, resolve_table,
+                  view_windows)
 
 LAST_BATCH = ("drop", "fill", "partial")
 ViewAugment = Callable[[DataNode], DataNode]
@@ -169,8 +170,8 @@ def full_image_pipeline(dataset: FolderFiles | str | Path, *, batch_size: int, n
     """A built pipeline for the localization pass: every image of this shard once per epoch, in order,
     resized whole to ``size`` (antialiased). Outputs ``image`` (uint8 HWC), ``index``.
 
-    Iterate with ``nvidia.dali.plugin.pytorch.DALIGenericIterator(pipe, ["image", "index"],
-    reader_name="Reader", last_batch_policy=LastBatchPolicy.PARTIAL)``.
+    Iterate with ``ContrastiveCropIterator(pipe)`` (batches ``{"image", "index"}``, the last one partial): a
+    damaged file (``checked_images``) is a ``ValueError`` naming it and its global index.
     """
     if not isinstance(dataset, FolderFiles):
         dataset = FolderFiles.from_folder(dataset)
@@ -181,12 +182,16 @@ def full_image_pipeline(dataset: FolderFiles | str | Path, *, batch_size: int, n
     def pipeline():
         jpegs, indices = fn.readers.file(files=dataset.files, labels=[int(i) for i in dataset.indices],
                                          shard_id=shard_id, num_shards=num_shards, random_shuffle=False,
-                                         pad_last_batch=False, stick_to_shard=True, name=READER_NAME)
-        images = fn.decoders.image(jpegs, device="cpu" if device == "cpu" else "mixed", output_type=types.RGB)
+                                         pad_last_batch=True, stick_to_shard=True, name=READER_NAME)  # epochs start at 0
+        images = fn.decoders.image(checked_images(jpegs, indices), device="cpu" if device == "cpu" else "mixed",
+                                   output_type=types.RGB)
         return fn.resize(images, size=list(size), antialias=True), fn.cast(indices, dtype=types.INT64)
 
     pipe = pipeline()
     pipe.build()
+    pipe._ccrop_output_names = ["image", "index"]
+    pipe._ccrop_files = dataset
+    pipe._ccrop_last_batch = "partial"
     return pipe
 
 
@@ -299,8 +304,8 @@ def external_source_pipeline(reader: ExternalSourceReader, *, num_threads: int =
         encoded, index, label, windows, rois = fn.external_source(
             source=reader, num_outputs=5, batch=False, parallel=True,
             dtype=[types.UINT8, types.INT64, types.INT64, types.INT32, types.FLOAT])
-        views = crop_resize_views(encoded, windows, rois, num_views=reader.num_views, size=size, device=device,
-                                  decode=decode)
+        views = crop_resize_views(checked_images(encoded, index), windows, rois, num_views=reader.num_views,
+                                  size=size, device=device, decode=decode)
         return (*views, label, index)
 
     pipe = pipeline()

@@ -48,9 +48,11 @@ def check_metadata(metadata: np.ndarray) -> None:
             raise ValueError(f"the .beton's metadata gives sample (global index) {i} {what}: {heights[i]}x{widths[i]} "
                              f"pixels, mode {metadata['mode'][i]}; the .beton is damaged or was not written by FFCV's "
                              "RGBImageField")
+
+
 # the live settings of a _TableDecoder, float64: scale_lo, scale_hi, log ratio_lo, log ratio_hi, flip, quantiles
-_QUANTILES = 5
-_SETTINGS_LENGTH = _QUANTILES + QUANTILE_KNOTS + 1
+_QUANTILES_AT = 5
+_SETTINGS_LENGTH = _QUANTILES_AT + QUANTILE_KNOTS + 1
 
 
 def _fixed(name: str, stored: str) -> property:
@@ -182,9 +184,6 @@ class _CropResizeDecoder(SimpleRGBImageDecoder):
                 sample = "ccrop_loaders: sample (global index) " + str(failed)
                 declared = str(placed[i, 4]) + "x" + str(placed[i, 5]) + " pixels (height x width)"
                 meta_h, meta_w = np.int64(metadata[failed]["height"]), np.int64(metadata[failed]["width"])
-                if status[i] == REGION_BAD_SIZE and placed[i, 4] == meta_h and placed[i, 5] == meta_w:
-                    raise ValueError(sample + ": its JPEG declares " + declared + ", more than REGION_MAX_PIXELS ("
-                                     + str(REGION_MAX_PIXELS) + "); nothing was decoded")
                 if status[i] == REGION_BAD_SIZE:
                     raise ValueError(sample + ": its JPEG declares " + declared + " but the .beton's metadata says "
                                      + str(meta_h) + "x" + str(meta_w) + "; the JPEG or the .beton is damaged or "
@@ -294,8 +293,8 @@ class _TableDecoder(_CropResizeDecoder):
 
     def declare_state_and_memory(self, previous_state: State) -> tuple[State, tuple[AllocationQuery, ...]]:
         settings = self._settings
-        settings[:_QUANTILES] = (*self.scale, math.log(self.ratio[0]), math.log(self.ratio[1]), self.flip)
-        settings[_QUANTILES:] = beta_quantiles(self.alpha)
+        settings[:_QUANTILES_AT] = (*self.scale, math.log(self.ratio[0]), math.log(self.ratio[1]), self.flip)
+        settings[_QUANTILES_AT:] = beta_quantiles(self.alpha)
         return super().declare_state_and_memory(previous_state)
 
     def window_function(self) -> Callable:
@@ -306,7 +305,7 @@ class _TableDecoder(_CropResizeDecoder):
         def window(index, view, height, width):
             live = words_at(settings, _SETTINGS_LENGTH).view(np.float64)
             top, left, h, w = table_crop_window(address, n, index, view, height, width,
-                                                live[0], live[1], live[2], live[3], live[_QUANTILES:])
+                                                live[0], live[1], live[2], live[3], live[_QUANTILES_AT:])
             return top, left, h, w, live[4] != 0 and table_flip(address, n, index, view)
 
         return window

@@ -70,6 +70,9 @@ class BoxUpdater:
         self.sync = distributed if sync is None else bool(sync)
         if self.sync and not distributed:
             raise ValueError("sync=True needs torch.distributed initialized with more than one rank")
+        if writer == "local_leader" and distributed and not self.sync:
+            raise ValueError("writer='local_leader' needs sync=True: without the all-gather, only the leader's own "
+                             "boxes would be written and the other ranks' dropped")
         self.writes_here = writer == "every_rank" or int(os.environ.get("LOCAL_RANK", "0")) == 0
         self.max_pending = int(max_pending)
         self._lock = threading.Condition()  # guards everything below that both threads touch
