@@ -36,8 +36,11 @@ MAX_PIXELS_PER_BYTE = 2048  # a Huffman JPEG holds >= 1 bit per 8x8 block, a PNG
 class FolderFiles:
     """An image folder as a DALI file list: ``files[i]`` has global index ``indices[i]`` and class ``labels[i]``.
 
-    ``num_samples`` counts every listed image (the box table's size), including
-    the ``skipped`` ones ``(path, reason)`` that failed the optional check.
+    Global indices number the readable images in listing order, as ``ccrop
+    convert`` numbers the samples of the .beton it writes (it leaves unreadable
+    files out too): the same image has the same index, so the same box, in both.
+    ``num_samples`` (the box table's size) counts them; ``skipped`` lists the
+    ``(path, reason)`` of the files the optional check left out.
     """
 
     files: list[str]
@@ -52,7 +55,7 @@ class FolderFiles:
         """List ``root`` (ImageFolder or flat; the same order, so the same indices, as ``ccrop convert``).
 
         ``check_images`` decodes every file first (``workers`` processes, progress
-        bar) and leaves out the unreadable ones, keeping everyone else's index.
+        bar) and leaves out the unreadable ones, as ``ccrop convert`` does.
         """
         samples, classes = list_images(root)
         skipped = find_unreadable([p for p, _ in samples], workers=workers) if check_images else []
@@ -63,8 +66,8 @@ class FolderFiles:
         keep = [i for i, (p, _) in enumerate(samples) if p not in bad]
         if not keep:
             raise ValueError(f"none of the {len(samples)} images in {root} could be read")
-        return cls(files=[str(samples[i][0]) for i in keep], indices=np.asarray(keep, dtype=np.int64),
-                   labels=np.asarray([samples[i][1] for i in keep], dtype=np.int64), num_samples=len(samples),
+        return cls(files=[str(samples[i][0]) for i in keep], indices=np.arange(len(keep), dtype=np.int64),
+                   labels=np.asarray([samples[i][1] for i in keep], dtype=np.int64), num_samples=len(keep),
                    classes=classes, skipped=skipped)
 
     def index_of(self, path: str) -> int | None:
