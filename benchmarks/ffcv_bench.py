@@ -29,6 +29,7 @@ from ffcv.pipeline.allocation_query import AllocationQuery
 from ffcv.pipeline.compiler import Compiler
 
 from ccrop_loaders import BoxTable
+from ccrop_loaders.bench.contenders import ffcv_decode_only_class
 from ccrop_loaders.ffcv import ContrastiveCropRGBImageDecoder, MultiViewContrastiveCropDecoder
 from ccrop_loaders.ffcv.convert import convert_folder
 from ccrop_loaders.sample_data import make_image_folder, random_boxes
@@ -39,42 +40,7 @@ SIZE = (224, 224)
 SCALE = (0.2, 1.0)
 
 
-class DecodeOnly(SimpleRGBImageDecoder):
-    """libjpeg-turbo full decode of every image (libffcv's imdecode), nothing else: the decode ceiling.
-
-    ``per_thread``: decode into one buffer per thread (cache-hot, as our decoders do) rather than
-    one per sample (as FFCV's decoders do).
-    """
-
-    def __init__(self, per_thread: bool):
-        super().__init__()
-        self.per_thread = per_thread
-
-    def declare_state_and_memory(self, previous_state):
-        self.decoded_length = int(self.metadata["height"].max()) * int(self.metadata["width"].max()) * 3
-        u8 = np.dtype("<u1")
-        per_sample = 1 if self.per_thread else self.decoded_length
-        return (replace(previous_state, jit_mode=True, shape=(1,), dtype=u8),
-                (AllocationQuery((1,), u8), AllocationQuery((per_sample,), u8)))
-
-    def generate_code(self):
-        mem_read, my_range, imdecode_c = self.memory_read, Compiler.get_iterator(), Compiler.compile(imdecode)
-        decoded_length, per_thread = self.decoded_length, self.per_thread
-
-        def decode(batch_indices, my_storage, metadata, storage_state):
-            destination, per_sample = my_storage
-            per_thread_buffers = np.empty((numba.get_num_threads() if per_thread else 0, decoded_length), np.uint8)
-            for i in my_range(len(batch_indices)):
-                field = metadata[batch_indices[i]]
-                h, w = np.int64(field["height"]), np.int64(field["width"])
-                buffer = per_thread_buffers[numba.get_thread_id()] if per_thread else per_sample[i]
-                image = buffer[: h * w * 3].reshape(h, w, 3)
-                imdecode_c(mem_read(field["data_ptr"], storage_state), image, h, w, h, w, 0, 0, 1, 1, False, False)
-                destination[i, 0] = image[0, 0, 0]
-            return destination[: len(batch_indices)]
-
-        decode.is_parallel = True
-        return decode
+DecodeOnly = ffcv_decode_only_class()  # the decode-only ceiling, shared with `ccrop bench`
 
 
 def run_epoch(loader: Loader) -> None:

@@ -178,9 +178,9 @@ def machine_info() -> dict:
 
 # ---------------------------------------------------------------- timing
 
-def best_times(contenders: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+def best_times(contenders: dict[str, Callable[[], object]], rounds: int = 11) -> dict[str, float]:
     """Seconds of the fastest of ``rounds`` runs of each contender, run alternately (noise hits all alike), after
-    one warm-up run each (compiling, worker start-up); ``benchmarks.common.best_times``'s method."""
+    one warm-up run each (compiling, worker start-up)."""
     for fn in contenders.values():
         fn()
     best = {name: float("inf") for name in contenders}
