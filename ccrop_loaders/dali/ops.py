@@ -188,6 +188,16 @@ def _check_device(device: str) -> str:
     return device
 
 
+# One resize for every backend that crops decoded images (decode="once", contrastive_crop_decoded): same pixels.
+_RESIZE = dict(antialias=True, interp_type=types.INTERP_LINEAR, dtype=types.UINT8)
+
+
+def _resize_rois(images: DataNode, rois: DataNode, num_views: int, size: tuple[int, int]) -> list[DataNode]:
+    """Each ROI v of ``rois`` (V, 4, CPU) resized out of ``images`` to ``size``, on the images' device."""
+    return [fn.resize(images, roi_start=rois[v, 0:2], roi_end=rois[v, 2:4], roi_relative=False, size=list(size),
+                      **_RESIZE) for v in range(num_views)]
+
+
 def crop_resize_views(jpegs: DataNode, windows: DataNode, rois: DataNode, *, num_views: int, size: Sequence[int],
                       device: str = "cpu", decode: str = "auto") -> list[DataNode]:
     """``num_views`` views (uint8 HWC ``size``) of encoded images, from windows and (possibly mirrored) ROIs (V, 4).
@@ -202,11 +212,10 @@ def crop_resize_views(jpegs: DataNode, windows: DataNode, rois: DataNode, *, num
     if decode not in DECODE_MODES:
         raise ValueError(f"decode must be one of {DECODE_MODES}, got {decode!r}")
     decoder_device = "cpu" if device == "cpu" else "mixed"
-    resize = dict(size=[out_h, out_w], antialias=True, interp_type=types.INTERP_LINEAR, dtype=types.UINT8)
+    resize = _RESIZE | dict(size=[out_h, out_w])
     if decode in ("auto", "once"):
         images = fn.decoders.image(jpegs, device=decoder_device, output_type=types.RGB)
-        return [fn.resize(images, roi_start=rois[v, 0:2], roi_end=rois[v, 2:4], roi_relative=False, **resize)
-                for v in range(num_views)]
+        return _resize_rois(images, rois, num_views, (out_h, out_w))
     views = []
     for v in range(num_views):
         start = windows[v, 0:2]
@@ -235,3 +244,33 @@ def contrastive_crop_views(jpegs: DataNode, indices: DataNode, table: BoxTable |
     windows, rois = _windows_and_rois(fn.peek_image_shape(jpegs), indices, table, num_views, scale, ratio, alpha,
                                       flip)
     return crop_resize_views(jpegs, windows, rois, num_views=num_views, size=size, device=device, decode=decode)
+
+
+def _image_shapes(images: DataNode) -> DataNode:
+    """The HWC shapes of ``images`` as CPU data, also for GPU images (read from their metadata, no copy)."""
+    if hasattr(images, "shape") and callable(images.shape):
+        return images.shape(device="cpu")  # DALI >= 1.44
+    return fn.shapes(images, device="cpu")
+
+
+def contrastive_crop_decoded(images: DataNode, indices: DataNode, table: BoxTable | str, *,
+                             size: tuple[int, int] = (224, 224), num_views: int = 2,
+                             scale: tuple[float, float] = (0.2, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
+                             alpha: float = 0.6, flip: bool = False) -> list[DataNode]:
+    """``num_views`` ContrastiveCrop views (uint8 HWC, ``size``) of already decoded images.
+
+    For pipelines that decode first (solo-learn, DALI's examples): ``images`` are
+    HWC uint8 images on the CPU or the GPU (``fn.decoders.image(..., device="mixed")``);
+    ``indices`` their global indices in ``table`` (e.g. the file reader's label
+    channel). The windows are those of every other backend for the same (seed,
+    epoch, index, view), computed on the CPU from the images' shapes; each view is
+    resized on the images' device with the ROI settings of ``crop_resize_views``'s
+    ``decode="once"`` (on the CPU the same pixels). ``flip`` mirrors each view with
+    probability 1/2, keyed like its crop. An index outside the table fails the batch.
+    The images are not checked for damage: call ``checked_images`` on the encoded bytes before your decoder.
+    """
+    if not isinstance(images, DataNode):
+        raise TypeError(f"images must be a DALI DataNode (decoded HWC images), got {type(images).__name__}")
+    out_h, out_w = check_size("size", size)
+    _, rois = _windows_and_rois(_image_shapes(images), indices, table, num_views, scale, ratio, alpha, flip)
+    return _resize_rois(images, rois, num_views, (out_h, out_w))
