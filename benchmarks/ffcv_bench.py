@@ -15,18 +15,13 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
-import numba
 import numpy as np
-from ffcv.fields.rgb_image import RandomResizedCropRGBImageDecoder, SimpleRGBImageDecoder
-from ffcv.libffcv import imdecode
+from ffcv.fields.rgb_image import RandomResizedCropRGBImageDecoder
 from ffcv.loader import Loader, OrderOption
 from ffcv.pipeline import PipelineSpec
-from ffcv.pipeline.allocation_query import AllocationQuery
-from ffcv.pipeline.compiler import Compiler
 
 from ccrop_loaders import BoxTable
 from ccrop_loaders.bench.contenders import ffcv_decode_only_class

@@ -3,7 +3,6 @@ to their stated size; --help; bad arguments and --device gpu without a GPU give 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time

@@ -9,11 +9,7 @@ from ccrop_loaders.core.table import shm_dir
 from ccrop_loaders.dali import contrastive_crop_windows
 
 
-def test_pipeline_reads_its_own_mapping_after_the_table_is_closed_unlinked_and_collected(folder):
-    table = BoxTable.create(len(folder))
-    table.write([0], [[0.2, 0.2, 0.8, 0.8]])
-    table.seed, table.epoch = 4, 9
-
+def windows_pipeline(folder, table):
     @pipeline_def(batch_size=4, num_threads=2, device_id=None, prefetch_queue_depth=3)
     def windows():
         jpegs, index = fn.readers.file(files=folder.paths, labels=list(range(len(folder))), random_shuffle=False)
@@ -21,6 +17,14 @@ def test_pipeline_reads_its_own_mapping_after_the_table_is_closed_unlinked_and_c
 
     pipe = windows()
     pipe.build()
+    return pipe
+
+
+def test_pipeline_reads_its_own_mapping_after_the_table_is_closed_unlinked_and_collected(folder):
+    table = BoxTable.create(len(folder))
+    table.write([0], [[0.2, 0.2, 0.8, 0.8]])
+    table.seed, table.epoch = 4, 9
+    pipe = windows_pipeline(folder, table)
     pipe.run()  # prefetching has started
     name = table.name
     with table:  # leaving the block closes and unlinks

@@ -19,7 +19,6 @@ from ffcv.loader import OrderOption
 from ffcv.pipeline import PipelineSpec
 from ffcv.transforms import NormalizeImage, RandomHorizontalFlip, Squeeze, ToDevice, ToTensor, ToTorchImage
 
-from ccrop_loaders import BoxTable
 from ccrop_loaders.ffcv import ContrastiveCropRGBImageDecoder, Loader, MultiViewContrastiveCropDecoder, split_views
 
 from .conftest import NUM_IMAGES
