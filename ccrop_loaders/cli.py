@@ -83,11 +83,13 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _table(args: argparse.Namespace) -> int:
-    from .inspection import InspectError, diff_report, plot_histograms, read_table, table_report
+    from .inspection import InspectError, check_out, diff_report, plot_histograms, read_table, table_report
 
     try:
-        if args.bins < 1:
-            raise InspectError(f"--bins must be at least 1, got {args.bins}")
+        if not 1 <= args.bins <= 1000:
+            raise InspectError(f"--bins must be from 1 to 1000, got {args.bins}")
+        if args.plot is not None:
+            check_out(args.plot)  # before the work, as ccrop show does
         if (args.source is None) == (args.diff is None):
             raise InspectError("give one table (ccrop table SOURCE) or two to compare (ccrop table --diff A B)")
         if args.diff is not None:

@@ -8,6 +8,7 @@ installed, prints throughput and writes ``demo_out/contrastive_crops.png``.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -153,7 +154,8 @@ def main(argv: list[str] | None = None) -> None:
 def run(args: argparse.Namespace) -> None:
     """The demo with parsed options (``add_arguments``)."""
     if args.images < 6:
-        raise SystemExit("ccrop demo: --images must be at least 6 (the figure shows 6 images)")
+        print("ccrop demo: --images must be at least 6 (the figure shows 6 images)", file=sys.stderr)
+        raise SystemExit(2)
     try:
         from PIL import Image
         import matplotlib  # noqa: F401

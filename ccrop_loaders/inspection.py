@@ -82,9 +82,9 @@ def _read_checkpoint(path: Path) -> TableSnapshot:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many kinds (pickle, zip, RuntimeError)
-        why = f"{type(err).__name__}: {str(err).splitlines()[0]}" if str(err) else type(err).__name__
         raise InspectError(f"{path} is neither a box table file (it lacks the {FILE_MAGIC.decode()} magic) nor a "
-                           f"torch checkpoint (torch.load: {why})") from None
+                           f"torch checkpoint of tensors and plain values (torch.load(weights_only=True) raised "
+                           f"{type(err).__name__})") from None
     state = checkpoint.get("boxes", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or "rows" not in state:
         raise InspectError(f"checkpoint {path} has no box table: expected a 'boxes' entry holding "
@@ -232,7 +232,7 @@ def table_report(snap: TableSnapshot, bins: int = 10) -> str:
 
 def plot_histograms(snap: TableSnapshot, out: str | os.PathLike, bins: int = 10, dpi: int = 100) -> tuple[int, int]:
     """A PNG of both histograms side by side (10 x 3.5 inches at ``dpi``); returns its (width, height) in pixels."""
-    _check_out(out)
+    check_out(out)
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator, NullLocator
 
@@ -411,7 +411,7 @@ def _pyplot():
     return plt
 
 
-def _check_out(out: str | os.PathLike) -> None:
+def check_out(out: str | os.PathLike) -> None:
     out = Path(out)
     if not out.parent.is_dir():
         raise InspectError(f"cannot write {out}: no folder {out.parent}")
@@ -420,7 +420,7 @@ def _check_out(out: str | os.PathLike) -> None:
 
 
 def _save(fig, out: str | os.PathLike, dpi: int) -> None:
-    _check_out(out)
+    check_out(out)
     try:
         fig.savefig(out, dpi=dpi, format="png")
     except OSError as err:
@@ -471,15 +471,19 @@ def show(snap: TableSnapshot, images: ImageSource, out: str | os.PathLike, *, sa
     thick for ``epoch`` (default: the table's), thin for the ``epochs - 1`` epochs after it; then the views of
     ``epoch`` (crop, resize, keyed flip) framed in their window's colour.
     """
-    for name, value, lo in (("samples", samples, 1), ("views", views, 1), ("epochs", epochs, 1), ("size", size, 8),
-                            ("dpi", dpi, 10)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-            raise InspectError(f"--{name} must be an integer >= {lo}, got {value!r}")
+    for name, value, lo, hi in (("samples", samples, 1, 256), ("views", views, 1, 16), ("epochs", epochs, 1, 64),
+                                ("size", size, 8, 2048), ("dpi", dpi, 10, 600)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+            raise InspectError(f"--{name} must be an integer from {lo} to {hi}, got {value!r}")
     if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha > 0):
         raise InspectError(f"--alpha must be a finite number > 0, got {alpha!r}")
     if epoch is not None and not 0 <= int(epoch) < 2**63 - epochs:
-        raise InspectError(f"--epoch must be a non-negative integer, got {epoch!r}")
-    _check_out(out)
+        raise InspectError(f"--epoch must be an integer from 0 to {2**63 - 1 - epochs}, got {epoch!r}")
+    width_px, height_px = (round(inches * dpi) for inches in show_figsize(min(samples, len(snap)) if indices is None
+                                                                          else len(indices), views))
+    if width_px * height_px > 100_000_000:
+        raise InspectError(f"the picture would be {width_px}x{height_px} pixels: use fewer --samples or a smaller --dpi")
+    check_out(out)
     if len(images) != len(snap):
         raise InspectError(f"the table has {len(snap):,} samples but {images.path} holds {len(images):,} images: "
                            "they belong to different datasets")

@@ -218,6 +218,15 @@ def setup_distributed(timeout_s: float) -> torch.device:
     return torch.device("cpu")
 
 
+def check_resume_data(checkpoint: Path, folder: Path) -> None:
+    """Refuse to resume ``checkpoint`` on other images than it was trained on (its boxes index those samples)."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    if state.get("data") not in (None, folder_fingerprint(folder)):
+        raise SystemExit(f"--resume: {checkpoint} was trained on other images than {folder} (files, sizes or mtimes "
+                         "differ): its boxes would belong to other samples. Point --data at the images it was "
+                         "trained on, or start without --resume")
+
+
 def converted_beton(folder: Path, work: Path, args) -> tuple[Path, int]:
     """``work/train.beton`` converted from ``folder`` (keyed to it: other or changed images are converted again) and
     its number of samples (the readable images). One process per node converts, a long job on ImageNet; the
@@ -272,6 +281,8 @@ def main(argv=None) -> dict:
                 make_image_folder(folder, 48, shorter_side=(80, 120))
             if dist.is_initialized():
                 dist.barrier()
+        if args.resume:  # before converting: a refused resume must not have replaced the run's .beton
+            check_resume_data(args.checkpoint, folder)
         if args.backend == "ffcv":
             beton, num_samples = converted_beton(folder, work, args)
         else:
@@ -298,10 +309,6 @@ def train(args, device: torch.device, folder: Path, beton: Path | None, table: B
     start_epoch = 0
     if args.resume:
         state = torch.load(args.checkpoint, map_location=device, weights_only=True)
-        if state.get("data") not in (None, data_key):
-            raise SystemExit(f"--resume: {args.checkpoint} was trained on other images than {folder} (files, sizes or "
-                             "mtimes differ): its boxes would belong to other samples. Point --data at the images it "
-                             "was trained on, or start without --resume")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if key_model is not None:

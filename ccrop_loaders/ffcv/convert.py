@@ -60,6 +60,8 @@ def convert_folder(source: str | Path, output: str | Path, *, max_resolution: in
         raise ValueError(f"max_resolution must be positive, got {max_resolution}")
     if write_mode not in ("jpg", "raw"):
         raise ValueError(f"write_mode must be 'jpg' or 'raw', got {write_mode!r}")
+    if int(workers) < 0:
+        raise ValueError(f"--workers must be 0 (all cores) or a positive number of processes, got {workers}")
     workers = int(workers) or (os.cpu_count() or 1)
     output = Path(output)
     if not output.parent.is_dir():

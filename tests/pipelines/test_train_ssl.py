@@ -1,4 +1,5 @@
 """The small trainer end to end on demo data: warm-up, localization, ContrastiveCrop, checkpoint, resume."""
+import json
 import math
 
 import numpy as np
@@ -33,6 +34,9 @@ def test_tiny_run_localizes_trains_and_resumes(backend, method, tmp_path):
     make_image_folder(other, 48, shorter_side=(80, 120), seed=9)
     with pytest.raises(SystemExit, match="trained on other images"):
         main([*common[:-4], "--data", str(other), "--checkpoint", str(ckpt), "--resume", "--epochs", "6"])
+    if backend == "ffcv":  # refused before converting: the run's .beton is still the one of its images
+        record = json.loads((ckpt.parent / "train.beton.source.json").read_text())
+        assert record["source"] == str(data.resolve())
 
 
 def test_resume_without_a_checkpoint_fails_before_any_work(tmp_path, capsys):
