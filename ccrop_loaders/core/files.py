@@ -99,8 +99,7 @@ def reserve(fd: int, size: int, directory: Path, what: str) -> None:
 
 def no_room(what: str, size: int, directory: Path, free: int | None) -> str:
     """The message for a filesystem without room for ``size`` bytes."""
-    have = "an unknown number of bytes" if free is None else f"{free:,} bytes"
-    return (f"no room for {what}: it needs {size:,} bytes in {directory}, which has {have} free. Point "
+    return (f"no room for {what}: it needs {size:,} bytes in {directory}, which has {_bytes(free)} free. Point "
             "CCROP_SHM_DIR at a filesystem with room (a tmpfs or a local disk), or give the container more shared "
             "memory (docker run --shm-size=1g, or Kubernetes: an emptyDir with medium: Memory)")
 
@@ -200,8 +199,8 @@ def atomic_path(path: str | os.PathLike, *, size_hint: int | None = None) -> Ite
         if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             needed = "" if size_hint is None else f"{size_hint:,} bytes "
             raise OSError(err.errno, f"{os.strerror(err.errno)}: cannot write {str(target)!r}: {needed}needed in "
-                                     f"{directory}, which has {_room(directory)} free; the old file is unchanged"
-                          ) from None
+                                     f"{directory}, which has {_bytes(free_bytes(directory))} free; the old file "
+                                     "is unchanged") from None
         raise
     except BaseException:
         unlink_quietly(tmp)
@@ -216,9 +215,8 @@ def replace_atomically(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
 
 
-def _room(directory: Path) -> str:
-    free = free_bytes(directory)
-    return "an unknown number of bytes" if free is None else f"{free:,} bytes"
+def _bytes(count: int | None) -> str:
+    return "an unknown number of bytes" if count is None else f"{count:,} bytes"
 
 
 def _umask() -> int:
@@ -241,21 +239,24 @@ def lock_as_creator(fd: int) -> None:
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
-def creator_gone(path: Path) -> bool:
-    """True when no process holds the creator's lock on the table file at ``path`` (False if it cannot tell)."""
+@contextlib.contextmanager
+def creator_lock(path: Path) -> Iterator[int | None]:
+    """Take the creator's lock of the table file at ``path`` (never waiting): yields the open fd while holding it, or
+    None when a live process holds it (or the file cannot be opened). Released on leaving."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
-        return False
+        yield None
+        return
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return False
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield None
+        else:
+            yield fd
     finally:
-        os.close(fd)
+        os.close(fd)  # drops the lock
 
 
 # ----------------------------------------------------------------- cleanup when the creator dies

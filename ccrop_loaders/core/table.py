@@ -26,7 +26,6 @@ would freeze into a stale copy.
 from __future__ import annotations
 
 import errno
-import fcntl
 import mmap
 import os
 import secrets
@@ -42,7 +41,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from .files import (alive, creator_gone, forget_owned, free_bytes, lock_as_creator, make_temp, no_room, open_regular,
+from .files import (alive, creator_lock, forget_owned, free_bytes, lock_as_creator, make_temp, no_room, open_regular,
                     register_owned, replace_atomically, reserve, shm_dir, stale_temps, unlink_quietly)
 from .random import flip_draw, stream_key
 from .sampler import FULL_BOX, UNIFORM_QUANTILES, check_boxes, crop_window
@@ -629,9 +628,11 @@ def orphaned_tables(directory: str | os.PathLike | None = None) -> list[Path]:
     found = list(stale_temps(directory))
     for entry in sorted(os.listdir(directory)):
         path = directory / entry
-        if not entry.startswith(".") and _is_table_file(path) and creator_gone(path) \
-                and not alive(_creator_of(path)):
-            found.append(path)
+        if entry.startswith(".") or not path.is_file() or path.is_symlink():
+            continue
+        with creator_lock(path) as fd:  # None while the creator (or a forked child of it) lives
+            if fd is not None and _orphaned(fd):
+                found.append(path)
     return found
 
 
@@ -641,34 +642,25 @@ def remove_orphaned(path: Path) -> bool:
     if path.name.startswith("."):  # a stale temp file: its writer's pid is gone (see ``stale_temps``)
         unlink_quietly(path)
         return True
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while the creator (or a forked child) lives
-        if os.fstat(fd).st_ino != os.lstat(path).st_ino or alive(_creator_of(path)):
+    with creator_lock(path) as fd:
+        try:
+            if fd is None or os.fstat(fd).st_ino != os.lstat(path).st_ino or not _orphaned(fd):
+                return False
+            os.unlink(path)
+        except OSError:
             return False
-        os.unlink(path)
         return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
 
 
-def _is_table_file(path: Path) -> bool:
+def _orphaned(fd: int) -> bool:
+    """Whether the open file ``fd`` is a table whose recorded creator pid is not alive on this host."""
     try:
-        with open(path, "rb") as f:
-            return not path.is_symlink() and path.is_file() and f.read(8) == MAGIC
+        head = os.pread(fd, 8 * HEADER_WORDS, 0)
     except OSError:
         return False
-
-
-def _creator_of(path: Path) -> int:
-    with open(path, "rb") as f:
-        head = f.read(8 * HEADER_WORDS)
-    return struct.unpack_from("<Q", head, 8 * _W_CREATOR)[0] if len(head) == 8 * HEADER_WORDS else 0
+    if len(head) < 8 * HEADER_WORDS or head[:8] != MAGIC:
+        return False
+    return not alive(struct.unpack_from("<Q", head, 8 * _W_CREATOR)[0])
 
 
 def _check_flag(name: str, value, *, stored: bool = False) -> bool:
