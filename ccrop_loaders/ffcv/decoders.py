@@ -29,7 +29,7 @@ from ..core import BoxTable, beta_quantiles, table_crop_window, table_flip
 from ..core.sampler import QUANTILE_KNOTS, check_alpha, check_count, check_range, check_size
 from ..core.table import words_at
 from .jpeg import REGION_BAD_SIZE, REGION_MAX_PIXELS, REGION_NO_MEMORY, REGION_OK, decode_region
-from .resample import _scratch_bytes, resize_crop
+from .resample import resize_crop, scratch_bytes_c
 
 _JPG, _RAW = IMAGE_MODES["jpg"], IMAGE_MODES["raw"]
 _U8 = np.dtype("<u1")
@@ -138,7 +138,7 @@ class _CropResizeDecoder(SimpleRGBImageDecoder):
             count = len(batch_indices)
             # the buffer FFCV allocated for this epoch has the output size planned at its iter(loader)
             out_h, out_w = destination.shape[-3], destination.shape[-2]
-            scratch_length = (_scratch_bytes(max_h, max_w, out_h, out_w) + 7) // 8
+            scratch_length = (scratch_bytes_c(max_h, max_w, out_h, out_w) + 7) // 8
             status = np.zeros(count, dtype=np.int32)
             # per sample: (row0, col0, rows, cols) of the decoded part, the JPEG's declared (height, width)
             placed = np.zeros((count, 6), dtype=np.int64)

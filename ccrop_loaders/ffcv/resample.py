@@ -27,9 +27,10 @@ RESIZE_OK, RESIZE_BAD_WINDOW, RESIZE_BAD_SIZE, RESIZE_SMALL_SCRATCH = range(4)
 SIMD_NONE, SIMD_AVX2, SIMD_AVX512 = range(3)
 
 _library = ctypes.CDLL(_resample.__file__)
-_scratch_bytes = _library.ccrop_resize_scratch_bytes
-_scratch_bytes.argtypes = [ctypes.c_int64] * 4
-_scratch_bytes.restype = ctypes.c_int64
+# (max_h, max_w, out_h, out_w) -> scratch bytes (-1: invalid sizes), callable from compiled code as from Python
+scratch_bytes_c = _library.ccrop_resize_scratch_bytes
+scratch_bytes_c.argtypes = [ctypes.c_int64] * 4
+scratch_bytes_c.restype = ctypes.c_int64
 
 
 _simd = _library.ccrop_resize_simd
@@ -46,7 +47,7 @@ resize_crop_simd_c.argtypes, resize_crop_simd_c.restype = _ARGS + [ctypes.c_int]
 
 def scratch_size(max_height: int, max_width: int, output_size: tuple[int, int]) -> int:
     """int64 elements of scratch ``resize_crop`` needs for windows up to ``max_height`` x ``max_width`` pixels."""
-    size = _scratch_bytes(int(max_height), int(max_width), int(output_size[0]), int(output_size[1]))
+    size = scratch_bytes_c(int(max_height), int(max_width), int(output_size[0]), int(output_size[1]))
     if size < 0:
         raise ValueError(f"image and output sizes must be >= 1 and need a scratch that fits in memory, got "
                          f"{max_height}x{max_width} -> {output_size}")
