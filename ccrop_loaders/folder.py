@@ -34,15 +34,16 @@ def list_images(root: str | Path) -> tuple[list[tuple[Path, int]], list[str]]:
     return samples, classes or [root.name]
 
 
-def folder_fingerprint(root: str | Path) -> str:
+def folder_fingerprint(root: str | Path, listing: tuple[list[tuple[Path, int]], list[str]] | None = None) -> str:
     """SHA-256 (hex) of an image folder's listing: each file's path relative to ``root``, label, size and mtime.
 
     Any added, removed, renamed, resized or rewritten image changes it: data
-    converted or checkpointed from the folder is keyed to it.
+    converted or checkpointed from the folder is keyed to it. ``listing``: the
+    folder's ``list_images(root)``, when the caller has it already.
     """
     root = Path(root)
     digest = hashlib.sha256()
-    samples, classes = list_images(root)
+    samples, classes = list_images(root) if listing is None else listing
     digest.update(json.dumps(classes).encode())
     for path, label in samples:
         st = path.stat()

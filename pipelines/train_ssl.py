@@ -218,13 +218,14 @@ def setup_distributed(timeout_s: float) -> torch.device:
     return torch.device("cpu")
 
 
-def check_resume_data(checkpoint: Path, folder: Path) -> None:
-    """Refuse to resume ``checkpoint`` on other images than it was trained on (its boxes index those samples)."""
+def load_resume_state(checkpoint: Path, folder: Path, data_key: str) -> dict:
+    """``checkpoint``'s state (on the CPU), refused when it was trained on other images (its boxes index those)."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    if state.get("data") not in (None, folder_fingerprint(folder)):
+    if state.get("data") not in (None, data_key):
         raise SystemExit(f"--resume: {checkpoint} was trained on other images than {folder} (files, sizes or mtimes "
                          "differ): its boxes would belong to other samples. Point --data at the images it was "
                          "trained on, or start without --resume")
+    return state
 
 
 def converted_beton(folder: Path, work: Path, args) -> tuple[Path, int]:
@@ -281,8 +282,9 @@ def main(argv=None) -> dict:
                 make_image_folder(folder, 48, shorter_side=(80, 120))
             if dist.is_initialized():
                 dist.barrier()
-        if args.resume:  # before converting: a refused resume must not have replaced the run's .beton
-            check_resume_data(args.checkpoint, folder)
+        data_key = folder_fingerprint(folder)  # checkpoints are keyed to the images their boxes index
+        # loaded before converting: a refused resume must not have replaced the run's .beton
+        resume_state = load_resume_state(args.checkpoint, folder, data_key) if args.resume else None
         if args.backend == "ffcv":
             beton, num_samples = converted_beton(folder, work, args)
         else:
@@ -292,11 +294,11 @@ def main(argv=None) -> dict:
         if args.batch_size is None:
             args.batch_size = tiny_batch_size(num_samples, dist.get_world_size() if dist.is_initialized() else 1)
         with BoxTable.create(num_samples) as table:
-            return train(args, device, folder, beton, table, show)
+            return train(args, device, folder, data_key, resume_state, beton, table, show)
 
 
-def train(args, device: torch.device, folder: Path, beton: Path | None, table: BoxTable, show: bool) -> dict:
-    data_key = folder_fingerprint(folder)  # checkpoints are keyed to the images their boxes index
+def train(args, device: torch.device, folder: Path, data_key: str, state: dict | None, beton: Path | None,
+          table: BoxTable, show: bool) -> dict:
     schedule = ContrastiveCropSchedule(args.epochs, args.warmup_epochs, args.loc_interval)
     table.seed = args.seed
     model = SSLModel(args.arch).to(device)
@@ -307,8 +309,7 @@ def train(args, device: torch.device, folder: Path, beton: Path | None, table: B
     queue = F.normalize(torch.randn(args.queue, 128, device=device), dim=1) if key_model is not None else None
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=1e-4)
     start_epoch = 0
-    if args.resume:
-        state = torch.load(args.checkpoint, map_location=device, weights_only=True)
+    if state is not None:  # load_state_dict copies the CPU tensors to the model's and optimizer's device
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if key_model is not None:

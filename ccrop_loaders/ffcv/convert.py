@@ -66,15 +66,16 @@ def convert_folder(source: str | Path, output: str | Path, *, max_resolution: in
     output = Path(output)
     if not output.parent.is_dir():
         raise FileNotFoundError(f"the output folder {output.parent} does not exist")
-    samples, classes = list_images(Path(source))
-
+    samples, classes = listing = list_images(Path(source))
+    # keyed to the folder as it is before any file is read: a change during the conversion makes the next one redo it
+    key = conversion_key(source, listing=listing, max_resolution=max_resolution, quality=quality,
+                         write_mode=write_mode)
     skipped = find_unreadable([p for p, _ in samples], workers=workers, strict=strict)
     bad = {p for p, _ in skipped}
     good = [s for s in samples if s[0] not in bad]
     if not good:
         raise ValueError(f"none of the {len(samples)} images in {source} could be read")
 
-    key = conversion_key(source, max_resolution=max_resolution, quality=quality, write_mode=write_mode)
     unlink_quietly(source_record(output))  # a crash before the new record leaves the .beton unkeyed: reconverted
     with atomic_path(output) as tmp:  # a killed conversion leaves the old .beton, and its temp file is cleaned later
         writer = DatasetWriter(str(tmp), {
@@ -93,10 +94,10 @@ def source_record(output: str | Path) -> Path:
     return output.with_name(output.name + ".source.json")
 
 
-def conversion_key(source: str | Path, *, max_resolution: int | None = None, quality: int = 90,
+def conversion_key(source: str | Path, *, listing=None, max_resolution: int | None = None, quality: int = 90,
                    write_mode: str = "jpg") -> dict:
     """What a .beton's content depends on: the source folder (path and fingerprint) and the options."""
-    return {"source": str(Path(source).resolve()), "fingerprint": folder_fingerprint(source),
+    return {"source": str(Path(source).resolve()), "fingerprint": folder_fingerprint(source, listing),
             "max_resolution": None if max_resolution is None else int(max_resolution), "quality": int(quality),
             "write_mode": write_mode}
 
