@@ -23,6 +23,26 @@ def run_python(code: str, *, env: dict | None = None, timeout: float = 60) -> su
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 
+def measured_load(path, env: dict | None = None) -> tuple[str, float, int]:
+    """``BoxTable.load(path)`` in a fresh process: (its error message, seconds, peak resident KiB). The peak is
+    VmHWM, which exec resets, unlike ru_maxrss (inherited from pytest's own high-water mark)."""
+    done = run_python(f"""
+        import time
+        from ccrop_loaders import BoxTable
+        start = time.monotonic()
+        try:
+            BoxTable.load({str(path)!r})
+        except (OSError, ValueError) as err:
+            print(err)
+        peak = next(line for line in open("/proc/self/status") if line.startswith("VmHWM")).split()[1]
+        print(time.monotonic() - start, peak)
+        """, env=env)
+    assert done.returncode == 0, done.stderr
+    message, figures = done.stdout.strip().rsplit("\n", 1)
+    seconds, peak_kb = figures.split()
+    return message, float(seconds), int(peak_kb)
+
+
 @pytest.fixture
 def own_shm(tmp_path, monkeypatch) -> Path:
     """A private table folder, so tests see only their own tables."""
@@ -136,22 +156,9 @@ def test_load_reads_only_what_a_valid_header_declares(tmp_path):
     huge = tmp_path / "huge.bin"
     with open(huge, "wb") as f:  # 2 GB of zeros, sparse: a file that is not a table
         f.truncate(2 << 30)
-    done = run_python(f"""
-        import time
-        peak_kb = lambda: int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1])  # exec resets it, unlike ru_maxrss
-        from ccrop_loaders import BoxTable
-        start = time.monotonic()
-        try:
-            BoxTable.load({str(huge)!r})
-        except ValueError as err:
-            print(err)
-        print(time.monotonic() - start, peak_kb())
-        """)
-    assert done.returncode == 0, done.stderr
-    message, figures = done.stdout.strip().rsplit("\n", 1)
-    seconds, max_rss_kb = figures.split()
+    message, seconds, max_rss_kb = measured_load(huge)
     assert "not a box table" in message
-    assert float(seconds) < 2 and int(max_rss_kb) < 600_000, done.stdout
+    assert seconds < 2 and max_rss_kb < 600_000
 
 
 @pytest.mark.parametrize("word, value, words", [
@@ -346,21 +353,9 @@ def test_load_of_a_sparse_forged_file_is_refused_before_reading(tmp_path, tiny_t
     with open(path, "wb") as f:
         f.write(b"CCROPBOX" + struct.pack("<7Q", 1, count, 0, 0, 1, 0, 0))
         f.truncate(64 + 8 * count + 4)
-    done = run_python(f"""
-        import time
-        peak_kb = lambda: int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1])  # exec resets it, unlike ru_maxrss
-        from ccrop_loaders import BoxTable
-        start = time.monotonic()
-        try:
-            BoxTable.load({str(path)!r})
-        except OSError as err:
-            print(err)
-        print(time.monotonic() - start, peak_kb())
-        """, env={"CCROP_SHM_DIR": str(tiny_tmpfs)})
-    message, figures = done.stdout.strip().rsplit("\n", 1)
+    message, seconds, max_rss_kb = measured_load(path, env={"CCROP_SHM_DIR": str(tiny_tmpfs)})
     assert "no room for the box table in box table file" in message and "68,719,476,800 bytes" in message
-    seconds, max_rss_kb = figures.split()
-    assert float(seconds) < 2 and int(max_rss_kb) < 600_000, done.stdout
+    assert seconds < 2 and max_rss_kb < 600_000
     assert os.listdir(tiny_tmpfs) == []
 
 
