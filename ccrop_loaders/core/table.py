@@ -163,15 +163,16 @@ def load_controls(address, num_samples):
 
 @numba.njit(cache=True, nogil=True)
 def table_crop_window(address, num_samples, index, view, height, width,
-                      scale_lo, scale_hi, log_ratio_lo, log_ratio_hi, quantiles):
+                      scale_lo, scale_hi, log_ratio_lo, log_ratio_hi, quantiles, boxed=True):
     """``crop_window`` for sample ``index``, view ``view``, keyed and boxed by the live table.
 
-    Reads ``epoch``, ``seed`` and ``use_boxes`` now; with ``use_boxes`` False the
-    box is (0, 0, 1, 1) and the Beta draw uniform: plain RandomResizedCrop.
+    Reads ``epoch``, ``seed`` and ``use_boxes`` now; with ``use_boxes`` False (or
+    ``boxed`` False: a view group that never uses the box) the box is (0, 0, 1, 1)
+    and the Beta draw uniform: plain RandomResizedCrop, keyed like the boxed view.
     """
     epoch, seed, use_boxes = load_controls(address, num_samples)
     key = stream_key(seed, epoch, index, view)
-    if use_boxes:
+    if use_boxes and boxed:
         y0, x0, y1, x1 = load_box(address, num_samples, index)
         return crop_window(height, width, y0, x0, y1, x1, scale_lo, scale_hi,
                            log_ratio_lo, log_ratio_hi, quantiles, key)

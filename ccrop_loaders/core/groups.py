@@ -1,0 +1,75 @@
+"""View groups for multi-crop (SwAV, DINO, iBOT): several output sizes and scale ranges from one decode.
+
+A group is ``num_views`` views of one output ``size`` and ``scale``/``ratio``
+range. Groups are numbered in order and their views consecutively: group g's
+view j is the sampler's view ``first_views(groups)[g] + j``, so every view of an
+image has its own keyed window and flip, and the same (seed, epoch, index, view)
+gives the same window on every backend.
+
+``use_boxes`` chooses, per group, ContrastiveCrop (the centre drawn in the
+table's box, Beta(alpha, alpha)) or plain RandomResizedCrop whatever the table
+says. The default is ContrastiveCrop for every group: a small local view drawn
+from the background shares nothing with the global views, and the box keeps
+local views on the object, which is the method's point; set ``use_boxes=False``
+on the local group to reproduce a recipe whose local crops are plain RRC.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from .sampler import check_count, check_range, check_size
+
+
+@dataclass(frozen=True)
+class ViewGroup:
+    """``num_views`` views of ``size`` (height, width) pixels, areas in ``scale`` and aspect ratios in ``ratio``.
+
+    ``use_boxes``: ContrastiveCrop from the table's boxes (True) or plain
+    RandomResizedCrop for this group always (False). Checked when built.
+    """
+
+    size: tuple[int, int]
+    num_views: int = 2
+    scale: tuple[float, float] = (0.2, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    use_boxes: bool = True
+
+    def __post_init__(self) -> None:
+        size = (self.size, self.size) if isinstance(self.size, int) and not isinstance(self.size, bool) else self.size
+        object.__setattr__(self, "size", check_size("ViewGroup.size", size))
+        object.__setattr__(self, "num_views", check_count("ViewGroup.num_views", self.num_views))
+        object.__setattr__(self, "scale", check_range("ViewGroup.scale", self.scale))
+        object.__setattr__(self, "ratio", check_range("ViewGroup.ratio", self.ratio))
+        if not isinstance(self.use_boxes, bool):
+            raise ValueError(f"ViewGroup.use_boxes must be True or False, got {self.use_boxes!r}")
+
+
+def check_groups(groups: Sequence[ViewGroup]) -> tuple[ViewGroup, ...]:
+    """A non-empty sequence of ``ViewGroup``s as a tuple, or a TypeError/ValueError naming the bad entry."""
+    if isinstance(groups, ViewGroup) or not isinstance(groups, Sequence) or isinstance(groups, (str, bytes)):
+        raise TypeError(f"groups must be a list of ViewGroup, got {type(groups).__name__}")
+    if not groups:
+        raise ValueError("groups must hold at least one ViewGroup")
+    for g, group in enumerate(groups):
+        if not isinstance(group, ViewGroup):
+            raise TypeError(f"groups[{g}] must be a ViewGroup, got {type(group).__name__}")
+    return tuple(groups)
+
+
+def first_views(groups: Sequence[ViewGroup]) -> list[int]:
+    """The sampler view number of each group's first view: groups in order, views numbered consecutively."""
+    starts, view = [], 0
+    for group in check_groups(groups):
+        starts.append(view)
+        view += group.num_views
+    return starts
+
+
+def multi_crop_groups(global_size: int = 224, local_size: int = 96, *, num_global: int = 2, num_local: int = 6,
+                      split: float = 0.14, min_scale: float = 0.05, local_use_boxes: bool = True
+                      ) -> tuple[ViewGroup, ViewGroup]:
+    """SwAV/DINO's multi-crop: ``num_global`` views of ``global_size`` at scale (split, 1) and ``num_local`` of
+    ``local_size`` at (min_scale, split). Defaults: 2 x 224 at (0.14, 1) and 6 x 96 at (0.05, 0.14)."""
+    return (ViewGroup((global_size, global_size), num_global, (split, 1.0)),
+            ViewGroup((local_size, local_size), num_local, (min_scale, split), use_boxes=local_use_boxes))
