@@ -1,5 +1,5 @@
 """``ccrop`` command line: ``ccrop convert SRC OUT.beton``, ``ccrop clean``, ``ccrop demo``, ``ccrop show``,
-``ccrop table``."""
+``ccrop table``, ``ccrop diagnose``, ``ccrop bench``."""
 from __future__ import annotations
 
 import argparse
@@ -108,6 +108,61 @@ def _table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _diagnose(args: argparse.Namespace) -> int:
+    import json
+
+    from .diagnostics import TruthError, box_diagnostics, read_truth
+    from .inspection import InspectError, read_table
+
+    try:
+        if args.epochs < 1 or args.epochs > 1000:
+            raise InspectError(f"--epochs must be from 1 to 1000, got {args.epochs}")
+        truth = read_truth(args.truth)
+        snap = read_table(args.table)
+        sizes = None
+        if args.sizes is not None:
+            sizes = _sizes(args.sizes)
+            if sizes.ndim == 2:  # every image's size: pick the samples with ground truth
+                if len(sizes) != len(snap):
+                    raise InspectError(f"--sizes {args.sizes} holds {len(sizes):,} images but the table has "
+                                       f"{len(snap):,} samples")
+                if truth.indices.max() < len(sizes):  # else box_diagnostics names the index outside the table
+                    sizes = sizes[truth.indices]
+        elif truth.sizes is None:
+            raise InspectError(f"{args.truth} has no height and width columns: give --sizes HxW (every image) or "
+                               "--sizes PATH (the image folder or .beton the table indexes)")
+        result = box_diagnostics(snap, truth, sizes, alpha=args.alpha, epochs=range(args.epochs),
+                                 coverage=args.coverage)
+    except (InspectError, TruthError, ValueError, FileNotFoundError, ModuleNotFoundError) as err:
+        print(f"ccrop diagnose: {err}", file=sys.stderr)
+        return 2
+    print(f"table: {snap.describe()} ({len(snap):,} samples, seed {snap.seed}); ground truth: {args.truth}")
+    print(result.report())
+    if args.json is not None:
+        args.json.write_text(json.dumps(result.as_dict(), indent=1))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _sizes(text: str):
+    """``HxW`` -> int64 (2,); a folder or .beton path -> int64 (n, 2) of its images."""
+    import re
+
+    import numpy as np
+
+    from .diagnostics import image_sizes
+
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if match:
+        size = np.array([int(match.group(1)), int(match.group(2))], np.int64)
+        if (size < 1).any():
+            raise ValueError(f"--sizes {text}: height and width must be positive")
+        return size
+    if not Path(text).exists():
+        raise FileNotFoundError(f"--sizes {text}: neither HxW (e.g. 96x128) nor an image folder or .beton")
+    return image_sizes(text)
+
+
 def _indices(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
@@ -180,6 +235,27 @@ def main(argv: list[str] | None = None) -> int:
     table_p.add_argument("--plot", type=Path, default=None, help="also write both histograms to this PNG "
                                                                  "(1000x350 pixels; needs the demo extra)")
     table_p.set_defaults(run=_table)
+    diag = sub.add_parser("diagnose", help="compare a box table with ground-truth boxes: IoU, and how often "
+                                           "ContrastiveCrop's and RandomResizedCrop's two views both hold the object",
+                          description="Reads a table (file, checkpoint or live name) and ground-truth boxes, "
+                                      "normalized (y0, x0, y1, x1) = (top, left, bottom, right) as fractions of the "
+                                      "image height and width: CSV with the header index,y0,x0,y1,x1 (optionally "
+                                      ",height,width in pixels), or JSON, a list of objects with those keys or of "
+                                      "lists [index, y0, x0, y1, x1(, height, width)]. index is the table row. "
+                                      "Prints the mean IoU of the table's boxes and of the full image with the "
+                                      "truth, and the share of view pairs in which both views hold at least "
+                                      "--coverage of the object: ContrastiveCrop with the table's boxes, "
+                                      "RandomResizedCrop, and ContrastiveCrop with the true boxes (upper bound).")
+    diag.add_argument("table", help=source_help)
+    diag.add_argument("--truth", type=Path, required=True, help="ground-truth boxes, CSV or JSON (see above)")
+    diag.add_argument("--sizes", default=None, help="image sizes when the truth has none: HxW for all, or the image "
+                                                    "folder or .beton the table indexes")
+    diag.add_argument("--alpha", type=float, default=0.6, help="Beta(alpha, alpha) parameter (default 0.6)")
+    diag.add_argument("--epochs", type=int, default=4, help="epochs of view pairs drawn per sample (default 4)")
+    diag.add_argument("--coverage", type=float, default=0.3, help="share of the object both views must hold "
+                                                                  "(default 0.3)")
+    diag.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    diag.set_defaults(run=_diagnose)
     bench = sub.add_parser("bench", help="every throughput comparison side by side (FFCV, DALI, the original "
                                          "PIL loader, decode ceilings): a table, bench.json and charts")
     from . import bench as bench_module  # light: its heavy imports happen when it runs

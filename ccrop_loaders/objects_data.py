@@ -141,7 +141,7 @@ def _compose(rng: np.random.Generator, objects: dict, names: list[str], backgrou
     area = rng.uniform(*object_area) * height * width
     oh, ow = np.sqrt(area * aspect), np.sqrt(area / aspect)
     shrink = min(1.0, height / oh, width / ow)
-    oh, ow = max(2, int(round(oh * shrink))), max(2, int(round(ow * shrink)))
+    oh, ow = max(2, round(oh * shrink)), max(2, round(ow * shrink))
     flip = rng.random() < 0.5
     obj = np.asarray(Image.fromarray(pixels).resize((ow, oh), Image.BILINEAR), np.float32)
     alpha = np.asarray(Image.fromarray((mask * 255).astype(np.uint8)).resize((ow, oh), Image.BILINEAR),

@@ -1,0 +1,32 @@
+"""The object dataset: deterministic, boxes on the pasted objects, truth files the diagnostics read."""
+import numpy as np
+import pytest
+
+pytest.importorskip("skimage")
+
+from ccrop_loaders.diagnostics import read_truth  # noqa: E402
+from ccrop_loaders.folder import list_images  # noqa: E402
+from ccrop_loaders.objects_data import OBJECTS, make_object_dataset  # noqa: E402
+
+
+def test_dataset_is_deterministic_balanced_and_its_truth_matches_the_files(tmp_path):
+    data = make_object_dataset(tmp_path / "a", 27, heldout=9, seed=3, show=False)
+    again = make_object_dataset(tmp_path / "b", 27, heldout=9, seed=3, show=False)
+    assert data.classes == sorted(OBJECTS)
+    for split, count in (("train", 27), ("heldout", 9)):
+        np.testing.assert_array_equal(data.boxes[split], again.boxes[split])
+        samples, classes = list_images(data.folders[split])
+        assert classes == data.classes and len(samples) == count
+        np.testing.assert_array_equal(data.labels[split], [label for _, label in samples])
+        assert np.bincount(data.labels[split]).tolist() == [count // 9] * 9
+        areas = np.prod(data.boxes[split][:, 2:] - data.boxes[split][:, :2], axis=1)
+        assert areas.min() > 0.02 and areas.max() <= 0.45  # 5-40% drawn; the mask's box is a little smaller
+        assert data.sizes[split].min() >= 64 and data.sizes[split].max() <= 128
+        truth = read_truth(data.truth[split])
+        np.testing.assert_array_equal(truth.indices, np.arange(count))
+        np.testing.assert_allclose(truth.boxes, data.boxes[split], atol=1e-6)
+        np.testing.assert_array_equal(truth.sizes, data.sizes[split])
+    a = (tmp_path / "a" / "train" / "cat" / "00002.jpg").read_bytes()
+    assert a == (tmp_path / "b" / "train" / "cat" / "00002.jpg").read_bytes()
+    other = make_object_dataset(tmp_path / "c", 27, heldout=0, seed=4, show=False)
+    assert "heldout" not in other.folders and not np.array_equal(other.boxes["train"], data.boxes["train"])
