@@ -16,6 +16,7 @@ import datetime
 import math
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -166,6 +167,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--backend", choices=["ffcv", "dali"], default="ffcv")
     p.add_argument("--method", choices=["moco", "simclr"], default="moco")
+    p.add_argument("--crop", choices=["ccrop", "rrc"], default="ccrop",
+                   help="ccrop: the ContrastiveCrop schedule (warm-up, localization, ContrastiveCrop); rrc: "
+                        "RandomResizedCrop all along, no localization (the baseline)")
     p.add_argument("--data", type=Path, help="image folder (ImageFolder layout); without it, --tiny makes demo data")
     p.add_argument("--arch", choices=["tiny", "resnet18"], default="resnet18")
     p.add_argument("--epochs", type=int, default=100)
@@ -299,7 +303,12 @@ def main(argv=None) -> dict:
 
 def train(args, device: torch.device, folder: Path, data_key: str, state: dict | None, beton: Path | None,
           table: BoxTable, show: bool) -> dict:
+    """Train on ``table``'s views; returns the history: ``losses`` per epoch, ``localized_at`` (epochs),
+    ``boxes_before``/``boxes_after`` float32 (N, 4), ``boxes_at`` {epoch: boxes after that epoch's localization},
+    ``seconds`` {"train": per epoch, "localize": per pass} (wall time, FFCV's first-batch compile included),
+    ``use_boxes``, ``table_epoch`` and the trained ``model`` (``SSLModel``)."""
     schedule = ContrastiveCropSchedule(args.epochs, args.warmup_epochs, args.loc_interval)
+    rrc = args.crop == "rrc"
     table.seed = args.seed
     model = SSLModel(args.arch).to(device)
     key_model = SSLModel(args.arch).to(device) if args.method == "moco" else None
@@ -330,17 +339,25 @@ def train(args, device: torch.device, folder: Path, data_key: str, state: dict |
         print(f"note: each epoch trains on {used} of {len(table)} samples ({world} rank(s) x {data.steps} steps x "
               f"batch {args.batch_size}); the rest of each rank's shuffled share is dropped (drop_last)")
     ddp = torch.nn.parallel.DistributedDataParallel(model) if dist.is_initialized() else model
-    history = {"losses": [], "boxes_before": table.read(), "localized_at": localized}
+    history = {"losses": [], "boxes_before": table.read(), "localized_at": localized, "boxes_at": {},
+               "seconds": {"train": [], "localize": []}}
     # an exception in this block stops the updater without a flush (a collective) and goes on up: this rank
     # prints it and exits non-zero, and the other ranks fail on their next collective
     with BoxUpdater(table, threshold=args.threshold, input_size=args.size) as updater:
         epochs = tqdm(range(start_epoch, args.epochs), desc="epochs", initial=start_epoch, total=args.epochs,
                       unit="epoch", disable=not show)
         for epoch in epochs:
-            if schedule.localize_at(epoch):
+            if not rrc and schedule.localize_at(epoch):
+                start = time.perf_counter()
                 localization_pass(model, data, updater, show)
+                history["seconds"]["localize"].append(time.perf_counter() - start)
                 history["localized_at"].append(epoch)
-            schedule.apply(table, epoch)
+                history["boxes_at"][epoch] = table.read()
+            if rrc:
+                table.epoch, table.use_boxes = epoch, False
+            else:
+                schedule.apply(table, epoch)
+            start = time.perf_counter()
             lr = args.lr * 0.5 * (1 + math.cos(math.pi * epoch / args.epochs))
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -363,6 +380,7 @@ def train(args, device: torch.device, folder: Path, data_key: str, state: dict |
                 optimizer.step()
                 total, count = total + loss.item(), count + 1
                 bar.set_postfix(loss=f"{loss.item():.3f}")
+            history["seconds"]["train"].append(time.perf_counter() - start)
             history["losses"].append(total / max(count, 1))
             if show:
                 tqdm.write(f"epoch {epoch}: loss {history['losses'][-1]:.4f} ({count} steps, "
@@ -376,6 +394,7 @@ def train(args, device: torch.device, folder: Path, data_key: str, state: dict |
                     torch.save(state, tmp)
     history["boxes_after"] = table.read()
     history["use_boxes"], history["table_epoch"] = table.use_boxes, table.epoch
+    history["model"] = model
     if show:
         full = np.array([0, 0, 1, 1], dtype=np.float32)
         located = np.abs(history["boxes_after"] - full).max(axis=1) > 1e-3

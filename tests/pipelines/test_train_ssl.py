@@ -25,6 +25,8 @@ def test_tiny_run_localizes_trains_and_resumes(backend, method, tmp_path):
     moved = np.abs(first["boxes_after"] - first["boxes_before"]).max(axis=1) > 1e-3
     assert moved.mean() > 0.5  # the localization pass rewrote the boxes
     assert first["use_boxes"] and first["table_epoch"] == 3
+    assert sorted(first["boxes_at"]) == [1, 2] and np.array_equal(first["boxes_at"][2], first["boxes_after"])
+    assert len(first["seconds"]["train"]) == 4 and len(first["seconds"]["localize"]) == 2
 
     resumed = main([*common, "--resume", "--epochs", "5"])
     np.testing.assert_array_equal(resumed["boxes_before"], first["boxes_after"])  # rows came back
