@@ -6,10 +6,10 @@ except ImportError as _error:
     from .. import _missing_extra
 
     raise _missing_extra(_error, "ffcv", "ccrop_loaders.ffcv") from _error
-from .decoders import (ContrastiveCropRGBImageDecoder, FullImageRGBImageDecoder, MultiViewContrastiveCropDecoder,
-                       SampleIndexDecoder)
+from .decoders import (ContrastiveCropRGBImageDecoder, FullImageRGBImageDecoder, MultiCropContrastiveCropDecoder,
+                       MultiViewContrastiveCropDecoder, SampleIndexDecoder)
 from .loader import Loader
-from .views import split_views
+from .views import split_groups, split_views
 
-__all__ = ["ContrastiveCropRGBImageDecoder", "FullImageRGBImageDecoder", "MultiViewContrastiveCropDecoder",
-           "SampleIndexDecoder", "Loader", "split_views"]
+__all__ = ["ContrastiveCropRGBImageDecoder", "FullImageRGBImageDecoder", "MultiCropContrastiveCropDecoder",
+           "MultiViewContrastiveCropDecoder", "SampleIndexDecoder", "Loader", "split_groups", "split_views"]

@@ -3,9 +3,10 @@
 Planning (``declare_state_and_memory``, run by FFCV when the Loader is built and
 at every ``iter(loader)``) checks the table against the dataset, sizes the
 buffers and snapshots the settable parameters (``output_size``, ``scale``,
-``ratio``, ``alpha``, ``flip``) into the decoder's own memory. ``generate_code``
-returns the compiled per-batch loop, built once per Loader (FFCV's default
-``recompile=False``): it reads the table's memory and controls, that snapshot and
+``ratio``, ``alpha``, ``flip``, a multi-crop decoder's ``groups``) into the
+decoder's own memory. ``generate_code`` returns the compiled per-batch loop,
+built once per Loader (FFCV's default ``recompile=False``): it reads the
+table's memory and controls, that snapshot and
 the output buffer's shape at run time, so table writes, epoch changes and
 parameter changes (progressive resizing) need no recompiling and give the pixels
 of a decoder built with the new values. Windows come from the core's
@@ -25,7 +26,8 @@ from ffcv.pipeline.allocation_query import AllocationQuery
 from ffcv.pipeline.compiler import Compiler
 from ffcv.pipeline.state import State
 
-from ..core import BoxTable, beta_quantiles, table_crop_window, table_flip
+from ..core import BoxTable, ViewGroup, beta_quantiles, first_views, table_crop_window, table_flip
+from ..core.groups import check_groups
 from ..core.sampler import QUANTILE_KNOTS, check_alpha, check_count, check_range, check_size
 from ..core.table import words_at
 from .jpeg import REGION_BAD_SIZE, REGION_MAX_PIXELS, REGION_NO_MEMORY, REGION_OK, decode_region
@@ -50,9 +52,11 @@ def check_metadata(metadata: np.ndarray) -> None:
                              "RGBImageField")
 
 
-# the live settings of a _TableDecoder, float64: scale_lo, scale_hi, log ratio_lo, log ratio_hi, flip, quantiles
-_QUANTILES_AT = 5
-_SETTINGS_LENGTH = _QUANTILES_AT + QUANTILE_KNOTS + 1
+# the live settings of a _TableWindows, float64: flip, the Beta quantiles (alpha), then a row per view group:
+# scale_lo, scale_hi, log ratio_lo, log ratio_hi, boxed (ContrastiveCrop, else RandomResizedCrop)
+_FLIP, _QUANTILES_AT = 0, 1
+_ROWS_AT = _QUANTILES_AT + QUANTILE_KNOTS + 1
+_ROW_LENGTH = 5
 
 
 def _fixed(name: str, stored: str) -> property:
@@ -65,50 +69,42 @@ def _fixed(name: str, stored: str) -> property:
     return property(lambda self: getattr(self, stored), refuse, doc=f"Fixed when built ({name}).")
 
 
-class _CropResizeDecoder(SimpleRGBImageDecoder):
+class _RegionDecoder(SimpleRGBImageDecoder):
     """Decode each image once (raw, or only the JPEG region its windows cover), then crop-resize ``num_views`` windows.
 
-    Output: uint8 (B, H, W, 3) for one view, (B, V, H, W, 3) for several. A JPEG
-    is decoded only over the union of the windows (``decode_region``: rows above
-    skipped, rows below never read, iMCU columns outside untouched). With
-    ``dct_scaling`` it is decoded at the smallest libjpeg-turbo scale M/8 that
-    still gives every window at least the output's resolution (the DCT does the
-    first part of the downscale, cheaply); the windows are mapped onto it.
-    Subclasses give ``window_function()``: a compiled ``(index, view, height,
-    width) -> (top, left, crop_height, crop_width, mirror)``.
+    A JPEG is decoded only over the union of the windows (``decode_region``:
+    rows above skipped, rows below never read, iMCU columns outside untouched).
+    With ``dct_scaling`` it is decoded at the smallest libjpeg-turbo scale M/8
+    that still gives every window at least its own view's output resolution (the
+    DCT does the first part of the downscale, cheaply); the windows are mapped
+    onto it. Each view is resized into its place in the sample's output bytes.
+    Subclasses give ``_output_shape()`` (a sample's output, uint8),
+    ``window_function()``: a compiled ``(index, v, height, width) -> (top, left,
+    crop_height, crop_width, mirror)`` for the decoder's view ``v`` (0 to
+    ``num_views - 1``), and ``layout_function()``: a compiled ``(destination) ->
+    int64 (num_views, 3)``, each view's (rows, columns, byte offset in a sample)
+    in the batch buffer ``destination``.
     """
 
-    def __init__(self, output_size: Sequence[int], num_views: int, first_view: int = 0, dct_scaling: bool = True):
+    def __init__(self, num_views: int, dct_scaling: bool = True):
         super().__init__()
-        self.output_size = output_size
-        if isinstance(first_view, bool) or not isinstance(first_view, (int, np.integer)) or first_view < 0:
-            raise ValueError(f"view must be an integer >= 0, got {first_view!r}")
         self._num_views = check_count("num_views", num_views)
-        self._first_view = int(first_view)
         self._dct_scaling = bool(dct_scaling)
 
     num_views = _fixed("num_views", "_num_views")
-    first_view = _fixed("first_view", "_first_view")
     dct_scaling = _fixed("dct_scaling", "_dct_scaling")
 
-    @property
-    def output_size(self) -> tuple[int, int]:
-        """(height, width) of the views. Settable (progressive resizing): applies from the next ``iter(loader)``."""
-        return self._output_size
-
-    @output_size.setter
-    def output_size(self, value: Sequence[int]) -> None:
-        self._output_size = check_size("output_size", value)
+    def _output_shape(self) -> tuple[int, ...]:
+        raise NotImplementedError
 
     def window_function(self) -> Callable:
         raise NotImplementedError
 
+    def layout_function(self) -> Callable:
+        raise NotImplementedError
+
     def check_dataset(self, num_samples: int) -> None:
         """Refuse a dataset this decoder cannot serve (called when the Loader is built)."""
-
-    def _output_shape(self) -> tuple[int, ...]:
-        h, w = self.output_size
-        return (h, w, 3) if self.num_views == 1 else (self.num_views, h, w, 3)
 
     def declare_state_and_memory(self, previous_state: State) -> tuple[State, tuple[AllocationQuery, ...]]:
         self.check_dataset(len(self.metadata))
@@ -124,28 +120,27 @@ class _CropResizeDecoder(SimpleRGBImageDecoder):
         mem_read = self.memory_read
         my_range = Compiler.get_iterator()
         window = self.window_function()
-        views, first_view, single = self.num_views, self.first_view, self.num_views == 1
+        view_layout = self.layout_function()
+        views = self.num_views
         dct_scaling = self.dct_scaling
         max_h, max_w = self.max_size
         decoded_length = max_h * max_w * 3
 
-        @numba.njit(inline="always")
-        def views_of(destination, i):
-            return destination[i: i + 1] if single else destination[i]
-
         def decode(batch_indices, my_storage, metadata, storage_state):
             destination = my_storage
             count = len(batch_indices)
-            # the buffer FFCV allocated for this epoch has the output size planned at its iter(loader)
-            out_h, out_w = destination.shape[-3], destination.shape[-2]
-            scratch_length = (scratch_bytes_c(max_h, max_w, out_h, out_w) + 7) // 8
+            # read off the buffer FFCV allocated for this epoch, planned at its iter(loader)
+            layout = view_layout(destination)
+            scratch_bytes = 0
+            for v in range(views):
+                scratch_bytes = max(scratch_bytes, scratch_bytes_c(max_h, max_w, layout[v, 0], layout[v, 1]))
             status = np.zeros(count, dtype=np.int32)
             # per sample: (row0, col0, rows, cols) of the decoded part, the JPEG's declared (height, width)
             placed = np.zeros((count, 6), dtype=np.int64)
             # decoded pixels and resampling scratch per thread, not per sample: they stay in cache
             threads = numba.get_num_threads()
             decoded = np.empty((threads, decoded_length), dtype=np.uint8)
-            scratch = np.empty((threads, scratch_length), dtype=np.int64)
+            scratch = np.empty((threads, (scratch_bytes + 7) // 8), dtype=np.int64)
             for i in my_range(count):
                 index = batch_indices[i]
                 field = metadata[index]
@@ -154,12 +149,12 @@ class _CropResizeDecoder(SimpleRGBImageDecoder):
                 windows = np.empty((views, 5), dtype=np.int64)
                 for v in range(views):
                     windows[v, 0], windows[v, 1], windows[v, 2], windows[v, 3], windows[v, 4] = window(
-                        index, first_view + v, height, width)
+                        index, v, height, width)
                 data = mem_read(field["data_ptr"], storage_state)
                 eighths = 8
                 if field["mode"] == _JPG:
                     if dct_scaling:
-                        eighths = dct_eighths(windows, out_h, out_w)
+                        eighths = dct_eighths(windows, layout)
                     top, left, bottom, right = union_region(windows, eighths)
                     buffer = decoded[numba.get_thread_id()]
                     # the JPEG must declare the metadata's size: a forged header is refused before any allocation
@@ -172,11 +167,13 @@ class _CropResizeDecoder(SimpleRGBImageDecoder):
                     status[i] = _RAW_SIZE
                     image = data[:0].reshape(0, 0, 3)
                 if status[i] == REGION_OK:
-                    out = views_of(destination, i)
+                    sample = destination[i].reshape(destination[i].size)
                     for v in range(views):
+                        rows, cols, at = layout[v, 0], layout[v, 1], layout[v, 2]
+                        out = sample[at: at + rows * cols * 3].reshape(rows, cols, 3)
                         top, left, crop_h, crop_w = scaled_window(windows[v], eighths)
                         resize_crop(image, top - placed[i, 0], left - placed[i, 1], crop_h, crop_w, windows[v, 4] != 0,
-                                    out[v], scratch[numba.get_thread_id()])
+                                    out, scratch[numba.get_thread_id()])
             for i in range(count):
                 if status[i] == REGION_OK:
                     continue
@@ -202,15 +199,18 @@ class _CropResizeDecoder(SimpleRGBImageDecoder):
 
 
 @numba.njit(cache=True, nogil=True)
-def dct_eighths(windows, out_h, out_w):
-    """Smallest libjpeg-turbo scale M/8, M in (1, 2, 4, 8), at which every window keeps at least the output's pixels.
+def dct_eighths(windows, layout):
+    """Smallest libjpeg-turbo scale M/8, M in (1, 2, 4, 8), at which every window keeps at least its view's pixels.
+
+    ``windows``: int64 (V, >= 4), each view's (top, left, height, width) in the
+    image; ``layout``: int64 (V, >= 2), each view's output (rows, columns).
 
     Only the scales with SIMD inverse DCTs: at 5/8-7/8 libjpeg-turbo 2.x runs
     plain C IDCTs and decodes slower than at full size (measured 1.3-1.7x).
     """
     need = 0.0
     for v in range(windows.shape[0]):
-        need = max(need, out_h / windows[v, 2], out_w / windows[v, 3])
+        need = max(need, layout[v, 0] / windows[v, 2], layout[v, 1] / windows[v, 3])
     eighths = 1
     while eighths < 8 and eighths < need * 8.0 - 1e-9:
         eighths *= 2
@@ -239,6 +239,92 @@ def scaled_window(window, eighths):
     return window[0] * s, window[1] * s, window[2] * s, window[3] * s
 
 
+class _CropResizeDecoder(_RegionDecoder):
+    """``num_views`` views of one settable ``output_size``: uint8 (B, H, W, 3) for one view, (B, V, H, W, 3) for
+    several. View ``v`` is the sampler's view ``first_view + v``."""
+
+    def __init__(self, output_size: Sequence[int], num_views: int, first_view: int = 0, dct_scaling: bool = True):
+        super().__init__(num_views, dct_scaling)
+        self.output_size = output_size
+        if isinstance(first_view, bool) or not isinstance(first_view, (int, np.integer)) or first_view < 0:
+            raise ValueError(f"view must be an integer >= 0, got {first_view!r}")
+        self._first_view = int(first_view)
+
+    first_view = _fixed("first_view", "_first_view")
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """(height, width) of the views. Settable (progressive resizing): applies from the next ``iter(loader)``."""
+        return self._output_size
+
+    @output_size.setter
+    def output_size(self, value: Sequence[int]) -> None:
+        self._output_size = check_size("output_size", value)
+
+    def _output_shape(self) -> tuple[int, ...]:
+        h, w = self.output_size
+        return (h, w, 3) if self.num_views == 1 else (self.num_views, h, w, 3)
+
+    def layout_function(self) -> Callable:
+        views = self.num_views
+
+        @numba.njit(inline="always")
+        def layout(destination):
+            rows, cols = destination.shape[-3], destination.shape[-2]
+            out = np.empty((views, 3), dtype=np.int64)
+            for v in range(views):
+                out[v, 0], out[v, 1], out[v, 2] = rows, cols, v * rows * cols * 3
+            return out
+
+        return layout
+
+
+class _TableWindows:
+    """A decoder's windows from the live table: the table's mapping and the settings its compiled loop reads.
+
+    The settings (float64, at an address read at run time) are ``flip``, the
+    Beta quantiles of ``alpha`` and, per view group (a row), ``scale``,
+    ``ratio`` and whether the group uses the table's boxes; ``write`` puts new
+    values there when the Loader plans an epoch.
+    """
+
+    def __init__(self, table: BoxTable, groups: int):
+        if not isinstance(table, BoxTable):
+            raise TypeError(f"table must be a ccrop_loaders.BoxTable, got {type(table).__name__}")
+        # The decoder holds the table's memory itself: the Loader's threads read it through this mapping's address
+        # even after the user closed, unlinked or dropped the table (left its `with` block while prefetching).
+        self.mapping = table.mapping()
+        self.settings = np.zeros(_ROWS_AT + groups * _ROW_LENGTH, dtype=np.float64)
+
+    def write(self, alpha: float, flip: bool, rows: Sequence[tuple[tuple[float, float], tuple[float, float], bool]]
+              ) -> None:
+        """Snapshot ``alpha``, ``flip`` and each group's ``(scale, ratio, use_boxes)`` for the compiled loop."""
+        settings = self.settings
+        settings[_FLIP] = flip
+        settings[_QUANTILES_AT:_ROWS_AT] = beta_quantiles(alpha)
+        for r, (scale, ratio, boxed) in enumerate(rows):
+            at = _ROWS_AT + r * _ROW_LENGTH
+            settings[at: at + _ROW_LENGTH] = (*scale, math.log(ratio[0]), math.log(ratio[1]), boxed)
+
+    def window_function(self, first_view: int, view_groups: Sequence[int]) -> Callable:
+        """Compiled ``(index, v, height, width) -> (top, left, h, w, mirror)``: view ``v`` is the sampler's view
+        ``first_view + v``, drawn with the settings of group ``view_groups[v]``."""
+        address, n = self.mapping.address, self.mapping.num_samples
+        settings, length = self.settings.ctypes.data, self.settings.size
+        rows = np.array([_ROWS_AT + g * _ROW_LENGTH for g in view_groups], dtype=np.int64)
+
+        @numba.njit(inline="always")
+        def window(index, v, height, width):
+            live = words_at(settings, length).view(np.float64)
+            view, at = first_view + v, rows[v]
+            top, left, h, w = table_crop_window(address, n, index, view, height, width, live[at], live[at + 1],
+                                                live[at + 2], live[at + 3], live[_QUANTILES_AT:_ROWS_AT],
+                                                live[at + 4] != 0)
+            return top, left, h, w, live[_FLIP] != 0 and table_flip(address, n, index, view)
+
+        return window
+
+
 class _TableDecoder(_CropResizeDecoder):
     """Windows from the live table; ``scale``, ``ratio``, ``alpha`` (and ``flip`` where the class has it) are
     settable, checked as in the constructor, and apply from the next ``iter(loader)``."""
@@ -246,14 +332,8 @@ class _TableDecoder(_CropResizeDecoder):
     def __init__(self, table: BoxTable, output_size, *, num_views, first_view, flip, scale, ratio, alpha,
                  dct_scaling):
         super().__init__(output_size, num_views, first_view, dct_scaling)
-        if not isinstance(table, BoxTable):
-            raise TypeError(f"table must be a ccrop_loaders.BoxTable, got {type(table).__name__}")
+        self._windows = _TableWindows(table, groups=1)
         self._table = table
-        # The decoder holds the table's memory itself: the Loader's threads read it through this mapping's address
-        # even after the user closed, unlinked or dropped the table (left its `with` block while prefetching).
-        self.table_mapping = table.mapping()
-        # the settings the compiled loop reads at run time (its address): written at each planning
-        self._settings = np.zeros(_SETTINGS_LENGTH, dtype=np.float64)
         self.scale, self.ratio, self.alpha = scale, ratio, alpha
         self._flip = bool(flip)
 
@@ -292,23 +372,11 @@ class _TableDecoder(_CropResizeDecoder):
         self.table.check_dataset_size(num_samples)
 
     def declare_state_and_memory(self, previous_state: State) -> tuple[State, tuple[AllocationQuery, ...]]:
-        settings = self._settings
-        settings[:_QUANTILES_AT] = (*self.scale, math.log(self.ratio[0]), math.log(self.ratio[1]), self.flip)
-        settings[_QUANTILES_AT:] = beta_quantiles(self.alpha)
+        self._windows.write(self.alpha, self.flip, [(self.scale, self.ratio, True)])
         return super().declare_state_and_memory(previous_state)
 
     def window_function(self) -> Callable:
-        address, n = self.table_mapping.address, self.table_mapping.num_samples
-        settings = self._settings.ctypes.data
-
-        @numba.njit(inline="always")
-        def window(index, view, height, width):
-            live = words_at(settings, _SETTINGS_LENGTH).view(np.float64)
-            top, left, h, w = table_crop_window(address, n, index, view, height, width,
-                                                live[0], live[1], live[2], live[3], live[_QUANTILES_AT:])
-            return top, left, h, w, live[4] != 0 and table_flip(address, n, index, view)
-
-        return window
+        return self._windows.window_function(self.first_view, [0] * self.num_views)
 
 
 class ContrastiveCropRGBImageDecoder(_TableDecoder):
@@ -353,6 +421,120 @@ class MultiViewContrastiveCropDecoder(_TableDecoder):
     @_TableDecoder.flip.setter
     def flip(self, value: bool) -> None:
         self._flip = bool(value)
+
+
+class MultiCropContrastiveCropDecoder(_RegionDecoder):
+    """Multi-crop (SwAV, DINO): every view of every ``ViewGroup`` from one decode per image, in one uint8 buffer.
+
+    Output: uint8 (B, ``total_bytes``); a sample's bytes hold each group's
+    views, uint8 (V_g, H_g, W_g, 3), back to back in group order (offsets
+    ``group_offsets``). ``split_groups(batch, groups)`` views them as one (B,
+    V_g, H_g, W_g, 3) tensor per group, without copying. Group g's view j is the
+    sampler's view ``first_views(groups)[g] + j``: its window is
+    ``table_crop_window`` with the group's ``scale`` and ``ratio``, boxed by the
+    table where the group's ``use_boxes`` (else RandomResizedCrop whatever the
+    table says), and with ``flip`` it is mirrored by its own keyed coin. A JPEG
+    is decoded once over the union of all windows, at the smallest DCT scale
+    that keeps every window at least its group's output size.
+
+    Settable, from the next ``iter(loader)``: ``alpha``, ``flip``, and
+    ``groups`` with the same sizes and view counts (new ``scale``, ``ratio`` or
+    ``use_boxes``). The sizes are fixed: the output buffer's layout is built on
+    them.
+    """
+
+    def __init__(self, table: BoxTable, groups: Sequence[ViewGroup], *, alpha: float = 0.6, flip: bool = True,
+                 dct_scaling: bool = True):
+        groups = check_groups(groups)
+        super().__init__(sum(g.num_views for g in groups), dct_scaling)
+        self._windows = _TableWindows(table, len(groups))
+        self._table, self._groups = table, groups
+        self.alpha, self.flip = alpha, flip
+        layout, at = [], 0
+        for group in groups:
+            rows, cols = group.size
+            layout += [(rows, cols, at + j * rows * cols * 3) for j in range(group.num_views)]
+            at += group.num_views * rows * cols * 3
+        self._layout = np.array(layout, dtype=np.int64)
+        self._total_bytes = at
+
+    table = _fixed("table", "_table")
+
+    @property
+    def groups(self) -> tuple[ViewGroup, ...]:
+        """The view groups. Settable to groups of the same sizes and view counts (scale, ratio, use_boxes change)."""
+        return self._groups
+
+    @groups.setter
+    def groups(self, value: Sequence[ViewGroup]) -> None:
+        value = check_groups(value)
+        new, fixed = [(g.size, g.num_views) for g in value], [(g.size, g.num_views) for g in self._groups]
+        if new != fixed:
+            raise AttributeError(f"{type(self).__name__}.groups may change only scale, ratio and use_boxes: the "
+                                 f"groups' (size, num_views) {fixed} are fixed once the decoder is built, got {new}; "
+                                 "build a new decoder and a new Loader")
+        self._groups = value
+
+    @property
+    def output_size(self) -> tuple[tuple[int, int], ...]:
+        """Each group's (height, width); fixed (a decoder's ``output_size`` set for progressive resizing is refused)."""
+        return tuple(g.size for g in self._groups)
+
+    @output_size.setter
+    def output_size(self, value) -> None:
+        raise AttributeError(f"{type(self).__name__}'s output sizes are its groups' and cannot change once the decoder "
+                             "is built: build a new decoder and a new Loader")
+
+    @property
+    def alpha(self) -> float:
+        """The Beta(alpha, alpha) parameter of every boxed group."""
+        return self._alpha
+
+    @alpha.setter
+    def alpha(self, value: float) -> None:
+        self._alpha = check_alpha(value)
+
+    @property
+    def flip(self) -> bool:
+        """Whether each view is mirrored by its keyed coin (``table_flip``)."""
+        return self._flip
+
+    @flip.setter
+    def flip(self, value: bool) -> None:
+        self._flip = bool(value)
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes of one sample's output: every view of every group."""
+        return self._total_bytes
+
+    @property
+    def group_offsets(self) -> tuple[int, ...]:
+        """Byte offset of each group's first view in a sample's output."""
+        return tuple(int(self._layout[v, 2]) for v in first_views(self._groups))
+
+    def check_dataset(self, num_samples: int) -> None:
+        self.table.check_dataset_size(num_samples)
+
+    def _output_shape(self) -> tuple[int, ...]:
+        return (self._total_bytes,)
+
+    def declare_state_and_memory(self, previous_state: State) -> tuple[State, tuple[AllocationQuery, ...]]:
+        self._windows.write(self.alpha, self.flip, [(g.scale, g.ratio, g.use_boxes) for g in self._groups])
+        return super().declare_state_and_memory(previous_state)
+
+    def window_function(self) -> Callable:
+        return self._windows.window_function(0, [g for g, group in enumerate(self._groups)
+                                                 for _ in range(group.num_views)])
+
+    def layout_function(self) -> Callable:
+        fixed = self._layout
+
+        @numba.njit(inline="always")
+        def layout(destination):
+            return fixed
+
+        return layout
 
 
 class FullImageRGBImageDecoder(_CropResizeDecoder):
