@@ -12,28 +12,38 @@ import math
 from collections.abc import Sequence
 
 import numba
+import numpy as np
 from nvidia.dali import fn, types
 from nvidia.dali.data_node import DataNode
 from nvidia.dali.pipeline import Pipeline
 from nvidia.dali.plugin.numba.fn.experimental import numba_function
 
-from ..core import BoxTable, beta_quantiles, table_crop_window, table_flip
+from ..core import BoxTable, ViewGroup, beta_quantiles, first_views, table_crop_window, table_flip
 from ..core.encoded import encoded_image_status
+from ..core.groups import check_groups
 from ..core.sampler import check_alpha, check_count, check_range, check_size
 
 DEVICES = ("cpu", "gpu")
-DECODE_MODES = ("auto", "once", "slice")
+DECODE_MODES = ("auto", "once", "slice", "union")
+# What decode="auto" means per device, chosen by measurement (benchmarks/dali_bench.py); see crop_resize_views.
+AUTO_DECODE = {"cpu": "once", "gpu": "once"}
+
+
+# Columns of a view's parameter row (float64): its scale and log-ratio ranges, and whether it uses the table's box.
+PARAMS = ("scale_lo", "scale_hi", "log_ratio_lo", "log_ratio_hi", "boxed")
 
 
 @numba.njit(cache=True, nogil=True)
-def view_windows(address, num_samples, index, height, width, scale_lo, scale_hi, log_ratio_lo, log_ratio_hi,
-                 quantiles, flip, windows, rois):
+def views_windows(address, num_samples, index, height, width, params, quantiles, flip, windows, rois):
     """Fill ``windows`` int32 (V, 4) ``(top, left, crop_height, crop_width)`` and ``rois`` float32 (V, 4)
     ``(y_start, x_start, y_end, x_end)`` in pixels for sample ``index`` of an image ``height`` x ``width``.
 
-    A mirrored view (``flip`` and the keyed coin) has ``x_start > x_end``: DALI's
-    resize flips such a ROI. An index outside the table reads no memory and gets
-    the whole image (in a pipeline, ``checked_indices`` has failed the batch already).
+    Row v of ``params`` float64 (V, 5) (columns ``PARAMS``) sets view v's ranges and
+    whether it is boxed (ContrastiveCrop) or plain RandomResizedCrop; view v is keyed
+    by sampler view number v. A mirrored view (``flip`` and the keyed coin) has
+    ``x_start > x_end``: DALI's resize flips such a ROI. An index outside the table
+    reads no memory and gets the whole image (in a pipeline, ``checked_indices`` has
+    failed the batch already).
     """
     if index < 0 or index >= num_samples:
         for v in range(windows.shape[0]):
@@ -41,14 +51,32 @@ def view_windows(address, num_samples, index, height, width, scale_lo, scale_hi,
             rois[v, 0], rois[v, 1], rois[v, 2], rois[v, 3] = 0.0, 0.0, height, width
         return
     for v in range(windows.shape[0]):
-        top, left, h, w = table_crop_window(address, num_samples, index, v, height, width,
-                                            scale_lo, scale_hi, log_ratio_lo, log_ratio_hi, quantiles)
+        top, left, h, w = table_crop_window(address, num_samples, index, v, height, width, params[v, 0],
+                                            params[v, 1], params[v, 2], params[v, 3], quantiles, params[v, 4] != 0)
         windows[v, 0], windows[v, 1], windows[v, 2], windows[v, 3] = top, left, h, w
         rois[v, 0], rois[v, 2] = top, top + h
         if flip and table_flip(address, num_samples, index, v):
             rois[v, 1], rois[v, 3] = left + w, left
         else:
             rois[v, 1], rois[v, 3] = left, left + w
+
+
+@numba.njit(cache=True, nogil=True)
+def view_windows(address, num_samples, index, height, width, scale_lo, scale_hi, log_ratio_lo, log_ratio_hi,
+                 quantiles, flip, windows, rois):
+    """``views_windows`` for V = ``windows.shape[0]`` boxed views sharing one scale and log-ratio range."""
+    params = np.empty((windows.shape[0], 5))
+    for v in range(windows.shape[0]):
+        params[v, 0], params[v, 1], params[v, 2], params[v, 3], params[v, 4] = (
+            scale_lo, scale_hi, log_ratio_lo, log_ratio_hi, 1.0)
+    views_windows(address, num_samples, index, height, width, params, quantiles, flip, windows, rois)
+
+
+def group_params(groups: Sequence[ViewGroup]) -> np.ndarray:
+    """float64 (V, 5), one ``PARAMS`` row per view of ``groups`` (checked), in sampler view order."""
+    rows = [(g.scale[0], g.scale[1], math.log(g.ratio[0]), math.log(g.ratio[1]), float(g.use_boxes))
+            for g in check_groups(groups) for _ in range(g.num_views)]
+    return np.array(rows, dtype=np.float64)
 
 
 def resolve_table(table: BoxTable | str) -> BoxTable:
@@ -126,24 +154,28 @@ def checked_images(jpegs: DataNode, indices: DataNode) -> DataNode:
     return jpegs
 
 
-def _windows_and_rois(shapes: DataNode, indices: DataNode, table: BoxTable | str, num_views: int,
-                      scale: Sequence[float], ratio: Sequence[float], alpha: float, flip: bool):
-    # The pipeline holds the table's mapping itself: the caller closing its BoxTable must not unmap memory that
-    # DALI's threads (still prefetching) read.
-    mapping = resolve_table(table).mapping()
+def _single_group(num_views: int, scale: Sequence[float], ratio: Sequence[float]) -> np.ndarray:
+    """``group_params`` of ``num_views`` boxed views sharing ``scale`` and ``ratio`` (checked, named as arguments)."""
     views = check_count("num_views", num_views)
     scale_lo, scale_hi = check_range("scale", scale)
     ratio_lo, ratio_hi = check_range("ratio", ratio)
+    return np.tile([scale_lo, scale_hi, math.log(ratio_lo), math.log(ratio_hi), 1.0], (views, 1))
+
+
+def _windows_and_rois(shapes: DataNode, indices: DataNode, table: BoxTable | str, params: np.ndarray, alpha: float,
+                      flip: bool) -> tuple[DataNode, DataNode]:
+    """Per sample, windows int32 (V, 4) and ROIs float32 (V, 4) (``views_windows``) for the V rows of ``params``."""
+    # The pipeline holds the table's mapping itself: the caller closing its BoxTable must not unmap memory that
+    # DALI's threads (still prefetching) read.
+    mapping = resolve_table(table).mapping()
     quantiles = beta_quantiles(check_alpha(alpha))
     keep_alive(mapping)
 
-    # Constants the compiled op holds: the table's address (its memory is read live) and size.
-    address, num_samples = mapping.address, mapping.num_samples
-    log_lo, log_hi, mirror = math.log(ratio_lo), math.log(ratio_hi), bool(flip)
+    # Constants the compiled op holds: the table's address (its memory is read live) and size, the views' ranges.
+    address, num_samples, mirror, views = mapping.address, mapping.num_samples, bool(flip), params.shape[0]
 
     def run(windows, rois, shape, index, in_table):
-        view_windows(address, num_samples, index[0], shape[0], shape[1], scale_lo, scale_hi, log_lo, log_hi,
-                     quantiles, mirror, windows, rois)
+        views_windows(address, num_samples, index[0], shape[0], shape[1], params, quantiles, mirror, windows, rois)
 
     def setup(outs, ins):
         for out in range(2):
@@ -170,7 +202,16 @@ def contrastive_crop_windows(shapes: DataNode, indices: DataNode, table: BoxTabl
     equals ``sample_crop(H, W, box, index=i, view=v, seed=table.seed,
     epoch=table.epoch)``; with ``table.use_boxes`` False it is RandomResizedCrop.
     """
-    windows, _ = _windows_and_rois(shapes, indices, table, num_views, scale, ratio, alpha, False)
+    windows, _ = _windows_and_rois(shapes, indices, table, _single_group(num_views, scale, ratio), alpha, False)
+    return windows
+
+
+def contrastive_crop_group_windows(shapes: DataNode, indices: DataNode, table: BoxTable | str,
+                                   groups: Sequence[ViewGroup], *, alpha: float = 0.6) -> DataNode:
+    """Per sample, int32 (V, 4) windows ``(top, left, crop_height, crop_width)`` of all ``groups``' views in sampler
+    view order (V = the groups' views): the windows ``contrastive_crop_groups`` crops. ``shapes``, ``indices``: as
+    ``contrastive_crop_windows``."""
+    windows, _ = _windows_and_rois(shapes, indices, table, group_params(groups), alpha, False)
     return windows
 
 
@@ -188,14 +229,81 @@ def _check_device(device: str) -> str:
     return device
 
 
+def resolve_decode(decode: str, device: str) -> str:
+    """The decode mode ``decode`` stands for on ``device``: ``"auto"`` becomes ``AUTO_DECODE[device]``."""
+    if decode not in DECODE_MODES:
+        raise ValueError(f"decode must be one of {DECODE_MODES}, got {decode!r}")
+    return AUTO_DECODE[device] if decode == "auto" else decode
+
+
 # One resize for every backend that crops decoded images (decode="once", contrastive_crop_decoded): same pixels.
 _RESIZE = dict(antialias=True, interp_type=types.INTERP_LINEAR, dtype=types.UINT8)
 
 
-def _resize_rois(images: DataNode, rois: DataNode, num_views: int, size: tuple[int, int]) -> list[DataNode]:
-    """Each ROI v of ``rois`` (V, 4, CPU) resized out of ``images`` to ``size``, on the images' device."""
+def _resize_rois(images: DataNode, rois: DataNode, sizes: Sequence[tuple[int, int]]) -> list[DataNode]:
+    """ROI v of ``rois`` (V, 4, CPU) resized out of ``images`` to ``sizes[v]``, on the images' device."""
     return [fn.resize(images, roi_start=rois[v, 0:2], roi_end=rois[v, 2:4], roi_relative=False, size=list(size),
-                      **_RESIZE) for v in range(num_views)]
+                      **_RESIZE) for v, size in enumerate(sizes)]
+
+
+def _union_and_local_rois(windows: DataNode, rois: DataNode, shapes: DataNode,
+                          sizes: Sequence[tuple[int, int]]) -> tuple[DataNode, DataNode]:
+    """Per sample, the region to decode, int32 (2, 2) ``((top, left), (height, width))``, and float32 (V, 4) the
+    ROIs shifted by its origin (mirrored ROIs stay mirrored).
+
+    The region is the union of the windows (V, 4), each widened by the resize
+    filter's reach (``ceil(crop / output) + 1`` pixels per axis: the antialiasing
+    triangle's radius, one pixel when enlarging), clamped to the image (``shapes``,
+    HWC): the resize then reads the same pixels as from the whole image.
+    """
+    out = np.array(sizes, dtype=np.int64)
+
+    def run(region, local, windows, rois, shape):
+        top, left, bottom, right = shape[0], shape[1], 0, 0
+        for v in range(windows.shape[0]):
+            pad_y = -(-windows[v, 2] // out[v, 0]) + 1
+            pad_x = -(-windows[v, 3] // out[v, 1]) + 1
+            top, left = min(top, windows[v, 0] - pad_y), min(left, windows[v, 1] - pad_x)
+            bottom = max(bottom, windows[v, 0] + windows[v, 2] + pad_y)
+            right = max(right, windows[v, 1] + windows[v, 3] + pad_x)
+        top, left, bottom, right = max(top, 0), max(left, 0), min(bottom, shape[0]), min(right, shape[1])
+        region[0, 0], region[0, 1], region[1, 0], region[1, 1] = top, left, bottom - top, right - left
+        for v in range(rois.shape[0]):
+            local[v, 0], local[v, 1], local[v, 2], local[v, 3] = (rois[v, 0] - top, rois[v, 1] - left,
+                                                                  rois[v, 2] - top, rois[v, 3] - left)
+
+    def setup(outs, ins):
+        for sample in range(len(outs[0])):
+            outs[0][sample][0], outs[0][sample][1] = 2, 2
+            outs[1][sample][0], outs[1][sample][1] = ins[1][sample][0], 4
+
+    return numba_function(windows, rois, fn.cast(shapes, dtype=types.INT64), run_fn=run, setup_fn=setup,
+                          out_types=[types.INT32, types.FLOAT], outs_ndim=[2, 2],
+                          in_types=[types.INT32, types.FLOAT, types.INT64], ins_ndim=[2, 2, 1], device="cpu")
+
+
+def _decode_views(jpegs: DataNode, windows: DataNode, rois: DataNode, sizes: Sequence[tuple[int, int]], device: str,
+                  decode: str) -> list[DataNode]:
+    """View v (uint8 HWC ``sizes[v]``) of encoded ``jpegs`` for window v / ROI v; ``decode`` already resolved."""
+    decoder_device = "cpu" if device == "cpu" else "mixed"
+    if decode == "once":
+        images = fn.decoders.image(jpegs, device=decoder_device, output_type=types.RGB)
+        return _resize_rois(images, rois, sizes)
+    if decode == "union":
+        union, local = _union_and_local_rois(windows, rois, fn.peek_image_shape(jpegs), sizes)
+        region = fn.decoders.image_slice(jpegs, union[0], union[1], axes=[0, 1], device=decoder_device,
+                                         output_type=types.RGB)
+        return _resize_rois(region, local, sizes)
+    views = []
+    for v, size in enumerate(sizes):
+        start = windows[v, 0:2]
+        crop = fn.decoders.image_slice(jpegs, start, windows[v, 2:4], axes=[0, 1], device=decoder_device,
+                                       output_type=types.RGB)
+        offset = fn.cast(fn.stack(start[0], start[1], start[0], start[1]), dtype=types.FLOAT)
+        local = rois[v] - offset
+        views.append(fn.resize(crop, roi_start=local[0:2], roi_end=local[2:4], roi_relative=False, size=list(size),
+                               **_RESIZE))
+    return views
 
 
 def crop_resize_views(jpegs: DataNode, windows: DataNode, rois: DataNode, *, num_views: int, size: Sequence[int],
@@ -204,27 +312,17 @@ def crop_resize_views(jpegs: DataNode, windows: DataNode, rois: DataNode, *, num
 
     ``decode="once"`` decodes each image whole (``mixed`` on the GPU) and resizes
     each ROI out of it; ``"slice"`` decodes only each window
-    (``decoders.image_slice``); ``"auto"`` is what measured faster on the device
-    (benchmarks/dali_bench.py): ``"once"`` on both.
+    (``decoders.image_slice``); ``"union"`` decodes once only the union of the
+    sample's windows (``decoders.image_slice``: libjpeg-turbo's crop decoding on the
+    CPU, nvJPEG's ROI decoding on the GPU) and resizes each ROI, shifted by the
+    union's origin, out of it: the same pixels as ``"once"`` (the region's pixels
+    are the whole decode's; a ROI on the union's edge may differ by the resize's
+    rounding). ``"auto"`` is ``AUTO_DECODE[device]`` (see there).
     """
     out_h, out_w = check_size("size", size)
     device = _check_device(device)
-    if decode not in DECODE_MODES:
-        raise ValueError(f"decode must be one of {DECODE_MODES}, got {decode!r}")
-    decoder_device = "cpu" if device == "cpu" else "mixed"
-    resize = _RESIZE | dict(size=[out_h, out_w])
-    if decode in ("auto", "once"):
-        images = fn.decoders.image(jpegs, device=decoder_device, output_type=types.RGB)
-        return _resize_rois(images, rois, num_views, (out_h, out_w))
-    views = []
-    for v in range(num_views):
-        start = windows[v, 0:2]
-        crop = fn.decoders.image_slice(jpegs, start, windows[v, 2:4], axes=[0, 1], device=decoder_device,
-                                       output_type=types.RGB)
-        offset = fn.cast(fn.stack(start[0], start[1], start[0], start[1]), dtype=types.FLOAT)
-        local = rois[v] - offset
-        views.append(fn.resize(crop, roi_start=local[0:2], roi_end=local[2:4], roi_relative=False, **resize))
-    return views
+    decode = resolve_decode(decode, device)
+    return _decode_views(jpegs, windows, rois, [(out_h, out_w)] * check_count("num_views", num_views), device, decode)
 
 
 def contrastive_crop_views(jpegs: DataNode, indices: DataNode, table: BoxTable | str, *,
@@ -237,13 +335,42 @@ def contrastive_crop_views(jpegs: DataNode, indices: DataNode, table: BoxTable |
     ``indices`` are the samples' global indices in ``table``. With ``flip`` each
     view is mirrored with probability 1/2, keyed like its crop (fused into the
     resize). ``device="gpu"`` decodes with ``mixed`` and resizes on the GPU; the
-    windows are always computed on the CPU. The bytes pass ``checked_images`` first: a damaged file fails the
+    windows are always computed on the CPU. ``decode``: see ``crop_resize_views``.
+    The bytes pass ``checked_images`` first: a damaged file fails the
     batch with its global index (``slice_anchor``) before a decoder sees it.
     """
     jpegs = checked_images(jpegs, indices)
-    windows, rois = _windows_and_rois(fn.peek_image_shape(jpegs), indices, table, num_views, scale, ratio, alpha,
-                                      flip)
+    windows, rois = _windows_and_rois(fn.peek_image_shape(jpegs), indices, table,
+                                      _single_group(num_views, scale, ratio), alpha, flip)
     return crop_resize_views(jpegs, windows, rois, num_views=num_views, size=size, device=device, decode=decode)
+
+
+def _split_groups(views: list[DataNode], groups: Sequence[ViewGroup]) -> list[list[DataNode]]:
+    return [views[first:first + group.num_views] for first, group in zip(first_views(groups), groups)]
+
+
+def contrastive_crop_groups(jpegs: DataNode, indices: DataNode, table: BoxTable | str, groups: Sequence[ViewGroup],
+                            *, alpha: float = 0.6, flip: bool = False, device: str = "cpu",
+                            decode: str = "auto") -> list[list[DataNode]]:
+    """Multi-crop: per ``ViewGroup`` g, a list of ``groups[g].num_views`` views (uint8 HWC ``groups[g].size``) of
+    encoded images ``jpegs``, all from one decode per image.
+
+    View j of group g is the sampler's view ``first_views(groups)[g] + j``: its
+    window equals ``sample_crop(H, W, box, index=i, view=first_views(groups)[g] + j,
+    scale=group.scale, ratio=group.ratio, alpha=alpha, seed=table.seed,
+    epoch=table.epoch)``, with the box (0, 0, 1, 1) and alpha 1 (RandomResizedCrop)
+    for a group with ``use_boxes=False`` or while ``table.use_boxes`` is False.
+    ``decode``: ``"union"`` decodes the union of all groups' windows once,
+    ``"once"`` the whole image, ``"slice"`` each window (see ``crop_resize_views``).
+    ``indices``, ``flip``, ``device``, the damaged-file check: as ``contrastive_crop_views``.
+    """
+    params = group_params(groups)
+    device = _check_device(device)
+    decode = resolve_decode(decode, device)
+    jpegs = checked_images(jpegs, indices)
+    windows, rois = _windows_and_rois(fn.peek_image_shape(jpegs), indices, table, params, alpha, flip)
+    views = _decode_views(jpegs, windows, rois, [g.size for g in groups for _ in range(g.num_views)], device, decode)
+    return _split_groups(views, groups)
 
 
 def _image_shapes(images: DataNode) -> DataNode:
@@ -251,6 +378,12 @@ def _image_shapes(images: DataNode) -> DataNode:
     if hasattr(images, "shape") and callable(images.shape):
         return images.shape(device="cpu")  # DALI >= 1.44
     return fn.shapes(images, device="cpu")
+
+
+def _check_images(images: DataNode) -> DataNode:
+    if not isinstance(images, DataNode):
+        raise TypeError(f"images must be a DALI DataNode (decoded HWC images), got {type(images).__name__}")
+    return images
 
 
 def contrastive_crop_decoded(images: DataNode, indices: DataNode, table: BoxTable | str, *,
@@ -269,8 +402,20 @@ def contrastive_crop_decoded(images: DataNode, indices: DataNode, table: BoxTabl
     probability 1/2, keyed like its crop. An index outside the table fails the batch.
     The images are not checked for damage: call ``checked_images`` on the encoded bytes before your decoder.
     """
-    if not isinstance(images, DataNode):
-        raise TypeError(f"images must be a DALI DataNode (decoded HWC images), got {type(images).__name__}")
+    images = _check_images(images)
     out_h, out_w = check_size("size", size)
-    _, rois = _windows_and_rois(_image_shapes(images), indices, table, num_views, scale, ratio, alpha, flip)
-    return _resize_rois(images, rois, num_views, (out_h, out_w))
+    params = _single_group(num_views, scale, ratio)
+    _, rois = _windows_and_rois(_image_shapes(images), indices, table, params, alpha, flip)
+    return _resize_rois(images, rois, [(out_h, out_w)] * params.shape[0])
+
+
+def contrastive_crop_groups_decoded(images: DataNode, indices: DataNode, table: BoxTable | str,
+                                    groups: Sequence[ViewGroup], *, alpha: float = 0.6,
+                                    flip: bool = False) -> list[list[DataNode]]:
+    """``contrastive_crop_groups`` for already decoded images (CPU or GPU, HWC uint8), as
+    ``contrastive_crop_decoded``: per group a list of views, the same windows, and on the CPU the same pixels as
+    ``contrastive_crop_groups(decode="once")``."""
+    images = _check_images(images)
+    params = group_params(groups)
+    _, rois = _windows_and_rois(_image_shapes(images), indices, table, params, alpha, flip)
+    return _split_groups(_resize_rois(images, rois, [g.size for g in groups for _ in range(g.num_views)]), groups)

@@ -1,0 +1,92 @@
+"""decode="union": one ROI decode of the union of a sample's windows, each view resized out of it (CPU,
+device_id=None; the GPU variant under the GPU skip)."""
+import numpy as np
+import pytest
+from nvidia.dali import fn, pipeline_def, types
+
+from ccrop_loaders.dali import AUTO_DECODE, contrastive_crop_views
+from ccrop_loaders.dali.ops import _union_and_local_rois, contrastive_crop_windows, resolve_decode
+
+from .conftest import has_gpu
+
+KW = dict(num_views=3, scale=(0.1, 0.9), flip=True)
+
+
+def views_by_mode(folder, table, modes, size, device="cpu"):
+    """{mode: {global index: [view arrays]}} from one pipeline holding every mode."""
+
+    @pipeline_def(batch_size=len(folder), num_threads=2, device_id=0 if device == "gpu" else None,
+                  prefetch_queue_depth=1)
+    def pipe():
+        jpegs, index = fn.readers.file(files=folder.paths, labels=list(range(len(folder))))
+        views = [v for mode in modes
+                 for v in contrastive_crop_views(jpegs, index, table, size=size, decode=mode,
+                                                 device="cpu" if mode == "once" else device, **KW)]
+        return (*views, index)
+
+    p = pipe()
+    p.build()
+    *views, index = p.run()
+    order = [int(np.array(index[s])[0]) for s in range(len(index))]
+    n = KW["num_views"]
+    out = {}
+    for m, mode in enumerate(modes):
+        batches = [b.as_cpu() if hasattr(b, "as_cpu") else b for b in views[m * n:(m + 1) * n]]
+        out[mode] = {i: [np.array(b[s]).astype(int) for b in batches] for s, i in enumerate(order)}
+    return out
+
+
+@pytest.mark.parametrize("size", [(40, 48), (150, 130)])  # views shrunk, and enlarged
+def test_union_pixels_equal_once(folder, table, size):
+    got = views_by_mode(folder, table, ["once", "union"], size)
+    differing = total = 0
+    for i, once in got["once"].items():
+        for v, (a, b) in enumerate(zip(once, got["union"][i])):
+            assert a.shape == b.shape == (*size, 3)
+            diff = np.abs(a - b)
+            # The region holds the whole decode's very pixels (libjpeg-turbo's crop decoding gives them exactly)
+            # and reaches past every window by the resize filter's radius, so the resize reads the same pixels;
+            # only its float rounding may differ (it runs over a different input extent): 1 level, rarely.
+            assert diff.max() <= 1, (i, v, diff.max())
+            differing, total = differing + np.count_nonzero(diff), total + diff.size
+    assert differing <= 0.001 * total, differing / total
+
+
+def test_union_region_holds_every_window_and_its_filter_reach(folder, table):
+    size = (40, 48)
+
+    @pipeline_def(batch_size=len(folder), num_threads=2, device_id=None, prefetch_queue_depth=1)
+    def pipe():
+        jpegs, index = fn.readers.file(files=folder.paths, labels=list(range(len(folder))))
+        shapes = fn.peek_image_shape(jpegs)
+        windows = contrastive_crop_windows(shapes, index, table, num_views=3, scale=(0.1, 0.9))
+        rois = fn.cast(windows, dtype=types.FLOAT)  # (top, left, h, w) as a stand-in ROI: only shifted
+        region, local = _union_and_local_rois(windows, rois, shapes, [size] * 3)
+        return windows, region, local, shapes
+
+    p = pipe()
+    p.build()
+    windows, region, local, shapes = p.run()
+    for s in range(len(folder)):
+        w, (top, left), (h, wd) = np.array(windows[s]), *np.array(region[s])
+        H, W = np.array(shapes[s])[:2]
+        pad_y, pad_x = -(-w[:, 2] // size[0]) + 1, -(-w[:, 3] // size[1]) + 1
+        assert top == max(0, (w[:, 0] - pad_y).min()) and left == max(0, (w[:, 1] - pad_x).min())
+        assert top + h == min(H, (w[:, 0] + w[:, 2] + pad_y).max())
+        assert left + wd == min(W, (w[:, 1] + w[:, 3] + pad_x).max())
+        np.testing.assert_array_equal(np.array(local[s]), w - np.array([top, left, top, left]))
+
+
+def test_auto_and_bad_modes():
+    assert resolve_decode("auto", "cpu") == AUTO_DECODE["cpu"] and resolve_decode("auto", "gpu") == "once"
+    assert resolve_decode("union", "gpu") == "union"
+    with pytest.raises(ValueError, match=r"decode must be one of \('auto', 'once', 'slice', 'union'\), got 'roi'"):
+        resolve_decode("roi", "cpu")
+
+
+@pytest.mark.skipif(not has_gpu(), reason="needs a GPU")
+def test_gpu_union_views_match_cpu_once(folder, table):
+    got = views_by_mode(folder, table, ["once", "union"], (40, 48), device="gpu")
+    for i, once in got["once"].items():
+        for a, b in zip(once, got["union"][i]):
+            assert np.abs(a - b).mean() < 3.0  # nvJPEG vs libjpeg-turbo, GPU vs CPU resampling
