@@ -184,7 +184,7 @@ def _dali_pipeline(kind: str, files: list[str], table, device: str, batch_size: 
     return p
 
 
-class _DaliEpochs:
+class DaliEpochs:
     """Runs exactly ``batches`` iterations per call, keeping up to the queue depth in flight and nothing after:
     a pipeline must not work ahead while the other contenders are timed."""
 
@@ -222,7 +222,7 @@ DALI_LABELS = {
 def dali_contender(kind: str, images, table, device: str, threads: int, batch_size: int, passes: int,
                    views: int = 2) -> Contender:
     batches = max(1, math.ceil(images.count * passes / batch_size))
-    epochs = _DaliEpochs(_dali_pipeline(kind, images.files, table, device, batch_size, threads, views), batches)
+    epochs = DaliEpochs(_dali_pipeline(kind, images.files, table, device, batch_size, threads, views), batches)
     suffix = "" if views == 2 else f", {views} views"
     return Contender(f"dali_{device}_{kind}" + ("" if views == 2 else f"_{views}v"),
                      f"{DALI_LABELS[kind]} ({device}){suffix}", f"dali-{device}", threads, views, batches * batch_size,
