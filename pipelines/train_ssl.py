@@ -6,6 +6,7 @@ optimizer, box table) and ``--resume``. Single process, or ``torchrun`` (gloo on
 CPU, NCCL on GPU): each rank localizes its shard, the updater all-gathers.
 
     python -m pipelines.train_ssl --backend ffcv --tiny          # demo data, 2 CPU cores, about a minute
+    python -m pipelines.train_ssl --backend ffcv --tiny --crop rrc   # the baseline: RandomResizedCrop all along
     torchrun --nnodes 2 --nproc-per-node 8 -m pipelines.train_ssl --backend dali --data /imagenet/train \\
         --arch resnet18 --epochs 100 --batch-size 256 --checkpoint run/ckpt.pt
 """
