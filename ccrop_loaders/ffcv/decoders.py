@@ -280,37 +280,59 @@ class _CropResizeDecoder(_RegionDecoder):
 
 
 class _TableWindows:
-    """A decoder's windows from the live table: the table's mapping and the settings its compiled loop reads.
+    """Mixin for decoders whose windows come from the live table (before ``_RegionDecoder`` in the bases).
 
-    The settings (float64, at an address read at run time) are ``flip``, the
-    Beta quantiles of ``alpha`` and, per view group (a row), ``scale``,
-    ``ratio`` and whether the group uses the table's boxes; ``write`` puts new
-    values there when the Loader plans an epoch.
+    Holds the table's mapping and the settings the compiled loop reads at run
+    time (float64, at an address): ``flip``, the Beta quantiles of ``alpha``
+    and, per view group (a row), ``scale``, ``ratio`` and whether the group
+    uses the table's boxes; ``_write_settings`` puts the current values there
+    when the Loader plans an epoch. ``alpha`` is settable, ``table`` fixed.
     """
 
-    def __init__(self, table: BoxTable, groups: int):
+    def _use_table(self, table: BoxTable, groups: int, alpha: float, flip: bool) -> None:
         if not isinstance(table, BoxTable):
             raise TypeError(f"table must be a ccrop_loaders.BoxTable, got {type(table).__name__}")
+        self._table = table
         # The decoder holds the table's memory itself: the Loader's threads read it through this mapping's address
         # even after the user closed, unlinked or dropped the table (left its `with` block while prefetching).
-        self.mapping = table.mapping()
-        self.settings = np.zeros(_ROWS_AT + groups * _ROW_LENGTH, dtype=np.float64)
+        self.table_mapping = table.mapping()
+        self._settings = np.zeros(_ROWS_AT + groups * _ROW_LENGTH, dtype=np.float64)
+        self.alpha = alpha
+        self._flip = bool(flip)
 
-    def write(self, alpha: float, flip: bool, rows: Sequence[tuple[tuple[float, float], tuple[float, float], bool]]
-              ) -> None:
+    table = _fixed("table", "_table")
+
+    @property
+    def alpha(self) -> float:
+        """The Beta(alpha, alpha) parameter of the boxed views' centres."""
+        return self._alpha
+
+    @alpha.setter
+    def alpha(self, value: float) -> None:
+        self._alpha = check_alpha(value)
+
+    @property
+    def flip(self) -> bool:
+        """Whether each view is mirrored by its keyed coin (``table_flip``)."""
+        return self._flip
+
+    def check_dataset(self, num_samples: int) -> None:
+        self.table.check_dataset_size(num_samples)
+
+    def _write_settings(self, rows: Sequence[tuple[tuple[float, float], tuple[float, float], bool]]) -> None:
         """Snapshot ``alpha``, ``flip`` and each group's ``(scale, ratio, use_boxes)`` for the compiled loop."""
-        settings = self.settings
-        settings[_FLIP] = flip
-        settings[_QUANTILES_AT:_ROWS_AT] = beta_quantiles(alpha)
+        settings = self._settings
+        settings[_FLIP] = self.flip
+        settings[_QUANTILES_AT:_ROWS_AT] = beta_quantiles(self.alpha)
         for r, (scale, ratio, boxed) in enumerate(rows):
             at = _ROWS_AT + r * _ROW_LENGTH
             settings[at: at + _ROW_LENGTH] = (*scale, math.log(ratio[0]), math.log(ratio[1]), boxed)
 
-    def window_function(self, first_view: int, view_groups: Sequence[int]) -> Callable:
+    def _table_window_function(self, first_view: int, view_groups: Sequence[int]) -> Callable:
         """Compiled ``(index, v, height, width) -> (top, left, h, w, mirror)``: view ``v`` is the sampler's view
         ``first_view + v``, drawn with the settings of group ``view_groups[v]``."""
-        address, n = self.mapping.address, self.mapping.num_samples
-        settings, length = self.settings.ctypes.data, self.settings.size
+        address, n = self.table_mapping.address, self.table_mapping.num_samples
+        settings, length = self._settings.ctypes.data, self._settings.size
         rows = np.array([_ROWS_AT + g * _ROW_LENGTH for g in view_groups], dtype=np.int64)
 
         @numba.njit(inline="always")
@@ -325,19 +347,15 @@ class _TableWindows:
         return window
 
 
-class _TableDecoder(_CropResizeDecoder):
-    """Windows from the live table; ``scale``, ``ratio``, ``alpha`` (and ``flip`` where the class has it) are
-    settable, checked as in the constructor, and apply from the next ``iter(loader)``."""
+class _TableDecoder(_TableWindows, _CropResizeDecoder):
+    """Views of one size, windows from the live table; ``scale``, ``ratio``, ``alpha`` (and ``flip`` where the class
+    has it) are settable, checked as in the constructor, and apply from the next ``iter(loader)``."""
 
     def __init__(self, table: BoxTable, output_size, *, num_views, first_view, flip, scale, ratio, alpha,
                  dct_scaling):
         super().__init__(output_size, num_views, first_view, dct_scaling)
-        self._windows = _TableWindows(table, groups=1)
-        self._table = table
-        self.scale, self.ratio, self.alpha = scale, ratio, alpha
-        self._flip = bool(flip)
-
-    table = _fixed("table", "_table")
+        self._use_table(table, 1, alpha, flip)
+        self.scale, self.ratio = scale, ratio
 
     @property
     def scale(self) -> tuple[float, float]:
@@ -355,28 +373,12 @@ class _TableDecoder(_CropResizeDecoder):
     def ratio(self, value: Sequence[float]) -> None:
         self._ratio = check_range("ratio", value)
 
-    @property
-    def alpha(self) -> float:
-        return self._alpha
-
-    @alpha.setter
-    def alpha(self, value: float) -> None:
-        self._alpha = check_alpha(value)
-
-    @property
-    def flip(self) -> bool:
-        """Whether each view is mirrored by its keyed coin (``table_flip``)."""
-        return self._flip
-
-    def check_dataset(self, num_samples: int) -> None:
-        self.table.check_dataset_size(num_samples)
-
     def declare_state_and_memory(self, previous_state: State) -> tuple[State, tuple[AllocationQuery, ...]]:
-        self._windows.write(self.alpha, self.flip, [(self.scale, self.ratio, True)])
+        self._write_settings([(self.scale, self.ratio, True)])
         return super().declare_state_and_memory(previous_state)
 
     def window_function(self) -> Callable:
-        return self._windows.window_function(self.first_view, [0] * self.num_views)
+        return self._table_window_function(self.first_view, [0] * self.num_views)
 
 
 class ContrastiveCropRGBImageDecoder(_TableDecoder):
@@ -423,7 +425,7 @@ class MultiViewContrastiveCropDecoder(_TableDecoder):
         self._flip = bool(value)
 
 
-class MultiCropContrastiveCropDecoder(_RegionDecoder):
+class MultiCropContrastiveCropDecoder(_TableWindows, _RegionDecoder):
     """Multi-crop (SwAV, DINO): every view of every ``ViewGroup`` from one decode per image, in one uint8 buffer.
 
     Output: uint8 (B, ``total_bytes``); a sample's bytes hold each group's
@@ -447,9 +449,8 @@ class MultiCropContrastiveCropDecoder(_RegionDecoder):
                  dct_scaling: bool = True):
         groups = check_groups(groups)
         super().__init__(sum(g.num_views for g in groups), dct_scaling)
-        self._windows = _TableWindows(table, len(groups))
-        self._table, self._groups = table, groups
-        self.alpha, self.flip = alpha, flip
+        self._use_table(table, len(groups), alpha, flip)
+        self._groups = groups
         layout, at = [], 0
         for group in groups:
             rows, cols = group.size
@@ -457,8 +458,6 @@ class MultiCropContrastiveCropDecoder(_RegionDecoder):
             at += group.num_views * rows * cols * 3
         self._layout = np.array(layout, dtype=np.int64)
         self._total_bytes = at
-
-    table = _fixed("table", "_table")
 
     @property
     def groups(self) -> tuple[ViewGroup, ...]:
@@ -485,21 +484,7 @@ class MultiCropContrastiveCropDecoder(_RegionDecoder):
         raise AttributeError(f"{type(self).__name__}'s output sizes are its groups' and cannot change once the decoder "
                              "is built: build a new decoder and a new Loader")
 
-    @property
-    def alpha(self) -> float:
-        """The Beta(alpha, alpha) parameter of every boxed group."""
-        return self._alpha
-
-    @alpha.setter
-    def alpha(self, value: float) -> None:
-        self._alpha = check_alpha(value)
-
-    @property
-    def flip(self) -> bool:
-        """Whether each view is mirrored by its keyed coin (``table_flip``)."""
-        return self._flip
-
-    @flip.setter
+    @_TableWindows.flip.setter
     def flip(self, value: bool) -> None:
         self._flip = bool(value)
 
@@ -513,19 +498,16 @@ class MultiCropContrastiveCropDecoder(_RegionDecoder):
         """Byte offset of each group's first view in a sample's output."""
         return tuple(int(self._layout[v, 2]) for v in first_views(self._groups))
 
-    def check_dataset(self, num_samples: int) -> None:
-        self.table.check_dataset_size(num_samples)
-
     def _output_shape(self) -> tuple[int, ...]:
         return (self._total_bytes,)
 
     def declare_state_and_memory(self, previous_state: State) -> tuple[State, tuple[AllocationQuery, ...]]:
-        self._windows.write(self.alpha, self.flip, [(g.scale, g.ratio, g.use_boxes) for g in self._groups])
+        self._write_settings([(g.scale, g.ratio, g.use_boxes) for g in self._groups])
         return super().declare_state_and_memory(previous_state)
 
     def window_function(self) -> Callable:
-        return self._windows.window_function(0, [g for g, group in enumerate(self._groups)
-                                                 for _ in range(group.num_views)])
+        return self._table_window_function(0, [g for g, group in enumerate(self._groups)
+                                               for _ in range(group.num_views)])
 
     def layout_function(self) -> Callable:
         fixed = self._layout
