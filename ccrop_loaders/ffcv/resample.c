@@ -41,7 +41,8 @@ enum {
 #define OUT_SHIFT (7 + COL_BITS)
 #define NARROW_TAPS 34 /* passes with more taps per output (downscales beyond 16x) take the wide path: */
 #define WIDE_BITS 22   /* portable C, coefficients summing to 1 << WIDE_BITS, int32 / int64 sums rounded once */
-#define GROUP 8 /* the SIMD horizontal passes make 8 output pixels per step */
+#define GROUP 8 /* the AVX2 horizontal pass makes 8 output pixels per step */
+#define CHUNK 16 /* the AVX-512 horizontal pass makes 4 chunks of 16 output values (bytes) per step */
 
 enum { SIMD_NONE = 0, SIMD_AVX2 = 1, SIMD_AVX512 = 2 }; /* instruction sets, each needing the ones before */
 
@@ -61,9 +62,10 @@ struct plan {
     int32_t *col_first, *col_coef;
     int32_t *pair_first;                     /* AVX2: the two pixels' first mid index per output pair */
     int16_t *pair_coef, *mid;
-    int32_t *quad_first;                     /* AVX-512: first mid index of the 128 bytes each output quad reads */
-    uint8_t *quad_index;                     /* AVX-512: per quad and tap pair, 64 byte indices into those */
-    int16_t *quad_coef;
+    int64_t chunks;                          /* AVX-512: CHUNK-value chunks of an output row, a multiple of 4 */
+    int32_t *chunk_first;                    /* AVX-512: first mid index of the 64 int16 each chunk reads */
+    uint8_t *chunk_index;                    /* AVX-512: per chunk and tap pair, 64 byte indices into those */
+    int16_t *chunk_coef;                     /*          and the 32 coefficients they are multiplied by */
     int32_t *wide_sum;                       /* the wide vertical pass: exact sums, span of them */
     float *weights;
 };
@@ -96,9 +98,10 @@ static int64_t layout(double height, double width, int64_t out_h, int64_t out_w,
     plan->col_coef = take(&cursor, out_w * col_stride * 4);
     plan->pair_first = take(&cursor, pairs * 2 * 4);
     plan->weights = take(&cursor, (row_stride > col_stride ? row_stride : col_stride) * 4);
-    plan->quad_first = take(&cursor, pairs / 2 * 4);
-    plan->quad_index = take(&cursor, pairs / 2 * groups * 64);
-    plan->quad_coef = take(&cursor, pairs / 2 * groups * 32 * 2);
+    plan->chunks = (3 * out_w + 4 * CHUNK - 1) / (4 * CHUNK) * 4;
+    plan->chunk_first = take(&cursor, plan->chunks * 4);
+    plan->chunk_index = take(&cursor, plan->chunks * groups * 4 * CHUNK);
+    plan->chunk_coef = take(&cursor, plan->chunks * groups * 2 * CHUNK * 2);
     plan->wide_sum = take(&cursor, span * 4);
     return (int64_t)(cursor - base) + 32; /* the caller's buffer may start anywhere: room to align it */
 }
@@ -335,40 +338,37 @@ __attribute__((target("avx2"))) static void horizontal_avx2(const struct plan *p
 /* ---- AVX-512 (BW, VBMI) ---- */
 
 #ifdef HAVE_X86_SIMD
-/* Output pixels in quads (4 consecutive, output order) whose taps lie within 21 source pixels of the
- * quad's first: two 64-byte loads of mid serve the whole quad, vpermt2b spreads them per tap pair g as
- * (r0 r1 g0 g1 b0 b1 . .) per 128-bit lane, one lane per pixel. Returns 0 where a quad's taps spread
- * wider (downscales beyond ~4x): that view takes the AVX2 path. */
-static int plan_quads(struct plan *p, int mirror, int64_t out_w) {
-    int32_t groups = (p->col_taps + 1) / 2;
-    for (int64_t k = 0; k < p->pairs / 2; k++) {
-        int64_t x[4];
-        int32_t base = INT32_MAX;
-        for (int i = 0; i < 4; i++) {
-            x[i] = source_column(4 * k + i, out_w, mirror);
-            base = p->col_first[x[i]] < base ? p->col_first[x[i]] : base;
+/* Output values (bytes, output order) in chunks of CHUNK whose taps lie within 64 int16 of mid from the chunk's
+ * first: two 64-byte loads serve the chunk, vpermt2b gathers per tap pair g the two int16 each value multiplies
+ * (vpmaddwd: one int32 per value, no lane wasted on a fourth channel). Padding values past the row repeat the
+ * last. Returns 0 where a chunk's taps spread wider (downscales beyond ~2.5x): that view takes the AVX2 path. */
+static int plan_chunks(struct plan *p, int mirror, int64_t out_w) {
+    const int32_t groups = (p->col_taps + 1) / 2;
+    const int64_t values = 3 * out_w;
+    for (int64_t k = 0; k < p->chunks; k++) {
+        int32_t first[CHUNK], base = INT32_MAX;
+        int64_t column[CHUNK];
+        for (int j = 0; j < CHUNK; j++) {
+            int64_t v = k * CHUNK + j < values ? k * CHUNK + j : values - 1;
+            column[j] = source_column(v / 3, out_w, mirror);
+            first[j] = p->col_first[column[j]] * 3 + (int32_t)(v % 3);
+            base = first[j] < base ? first[j] : base;
         }
-        p->quad_first[k] = base * 3;
-        for (int i = 0; i < 4; i++) {
-            int32_t offset = p->col_first[x[i]] - base;
-            if (offset + 2 * groups > 21)
+        p->chunk_first[k] = base;
+        for (int j = 0; j < CHUNK; j++) {
+            int32_t offset = first[j] - base;
+            if (offset + 3 * (2 * groups - 1) > 63)
                 return 0;
-            const int32_t *c = p->col_coef + x[i] * p->col_stride;
-            for (int32_t g = 0; g < groups; g++) {
-                uint8_t *index = p->quad_index + (k * groups + g) * 64 + 16 * i;
-                int16_t *coef = p->quad_coef + (k * groups + g) * 32 + 8 * i;
-                int32_t t = 2 * g, pixel = 3 * (offset + t);
-                int16_t c0 = (int16_t)c[t], c1 = (int16_t)c[t + 1]; /* col_stride is even */
-                for (int ch = 0; ch < 3; ch++) { /* the int16 (pixel, channel) and (pixel + 1, channel): 2 bytes each */
-                    index[4 * ch] = (uint8_t)(2 * (pixel + ch));
-                    index[4 * ch + 1] = (uint8_t)(2 * (pixel + ch) + 1);
-                    index[4 * ch + 2] = (uint8_t)(2 * (pixel + 3 + ch));
-                    index[4 * ch + 3] = (uint8_t)(2 * (pixel + 3 + ch) + 1);
-                    coef[2 * ch] = c0;
-                    coef[2 * ch + 1] = c1;
-                }
-                memset(index + 12, 0, 4);
-                coef[6] = coef[7] = 0;
+            const int32_t *c = p->col_coef + column[j] * p->col_stride;
+            for (int32_t g = 0; g < groups; g++) { /* tap 2g + 1 is inside the row: col_stride is even */
+                uint8_t *index = p->chunk_index + (k * groups + g) * 4 * CHUNK + 4 * j; /* the int16s' bytes */
+                int16_t *coef = p->chunk_coef + (k * groups + g) * 2 * CHUNK + 2 * j;
+                index[0] = (uint8_t)(2 * (offset + 6 * g));
+                index[1] = (uint8_t)(2 * (offset + 6 * g) + 1);
+                index[2] = (uint8_t)(2 * (offset + 6 * g + 3));
+                index[3] = (uint8_t)(2 * (offset + 6 * g + 3) + 1);
+                coef[0] = (int16_t)c[2 * g];
+                coef[1] = (int16_t)c[2 * g + 1];
             }
         }
     }
@@ -398,34 +398,37 @@ __attribute__((target("avx512f,avx512bw"))) static void vertical_avx512(const st
     }
 }
 
+/* Chunk k's 16 values as int32, already shifted: its two 64-byte loads of mid, a gather and a multiply-add per
+ * tap pair. */
+__attribute__((target("avx512f,avx512bw,avx512vbmi"), always_inline)) static inline __m512i
+chunk_values(const struct plan *p, int64_t k, int32_t groups) {
+    const int16_t *m = p->mid + p->chunk_first[k];
+    const uint8_t *index = p->chunk_index + k * groups * 4 * CHUNK;
+    const int16_t *coef = p->chunk_coef + k * groups * 2 * CHUNK;
+    const __m512i lo = _mm512_loadu_si512(m), hi = _mm512_loadu_si512(m + 32);
+    __m512i sum = _mm512_set1_epi32(1 << (OUT_SHIFT - 1));
+    for (int32_t g = 0; g < groups; g++)
+        sum = _mm512_add_epi32(sum, _mm512_madd_epi16(_mm512_permutex2var_epi8(lo, _mm512_loadu_si512(index + 4 * CHUNK * g), hi),
+                                                      _mm512_loadu_si512(coef + 2 * CHUNK * g)));
+    return _mm512_srai_epi32(sum, OUT_SHIFT);
+}
+
 __attribute__((target("avx512f,avx512bw,avx512vbmi"))) static void horizontal_avx512(const struct plan *p,
                                                                                      uint8_t *dst, int64_t out_w) {
-    /* after packing, 128-bit lane j holds pixel j then pixel 4 + j (RGB0): gather the 8 pixels' RGB in order */
-    const __m512i order = _mm512_set_epi8(
-        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        0, 0, 0, 0, 0, 0, 0, 0, 54, 53, 52, 38, 37, 36, 22, 21, 20, 6, 5, 4, 50, 49, 48, 34, 33, 32, 18, 17, 16, 2, 1, 0);
-    const __m512i half = _mm512_set1_epi32(1 << (OUT_SHIFT - 1));
+    /* packing leaves byte 16 l + 4 c + i = value 4 l + i of chunk c (l: 128-bit lane): put it at 16 c + 4 l + i */
+    const __m512i order = _mm512_set_epi8(63, 62, 61, 60, 47, 46, 45, 44, 31, 30, 29, 28, 15, 14, 13, 12,
+                                          59, 58, 57, 56, 43, 42, 41, 40, 27, 26, 25, 24, 11, 10, 9, 8,
+                                          55, 54, 53, 52, 39, 38, 37, 36, 23, 22, 21, 20, 7, 6, 5, 4,
+                                          51, 50, 49, 48, 35, 34, 33, 32, 19, 18, 17, 16, 3, 2, 1, 0);
     const int32_t groups = (p->col_taps + 1) / 2;
-    const int32_t *const quad_first = p->quad_first;
-    const int16_t *const mid = p->mid, *coef = p->quad_coef;
-    const uint8_t *index = p->quad_index;
-    for (int64_t k = 0; 4 * k < out_w; k += 2, index += 128 * groups, coef += 64 * groups) {
-        const int16_t *m0 = mid + quad_first[k], *m1 = mid + quad_first[k + 1];
-        __m512i lo0 = _mm512_loadu_si512(m0), hi0 = _mm512_loadu_si512(m0 + 32);
-        __m512i lo1 = _mm512_loadu_si512(m1), hi1 = _mm512_loadu_si512(m1 + 32);
-        __m512i s0 = half, s1 = half;
-        for (int32_t g = 0; g < groups; g++) {
-            const uint8_t *i0 = index + 64 * g, *i1 = index + 64 * (groups + g);
-            const int16_t *c0 = coef + 32 * g, *c1 = coef + 32 * (groups + g);
-            s0 = _mm512_add_epi32(s0, _mm512_madd_epi16(_mm512_permutex2var_epi8(lo0, _mm512_loadu_si512(i0), hi0),
-                                                        _mm512_loadu_si512(c0)));
-            s1 = _mm512_add_epi32(s1, _mm512_madd_epi16(_mm512_permutex2var_epi8(lo1, _mm512_loadu_si512(i1), hi1),
-                                                        _mm512_loadu_si512(c1)));
-        }
-        __m512i packed = _mm512_packs_epi32(_mm512_srai_epi32(s0, OUT_SHIFT), _mm512_srai_epi32(s1, OUT_SHIFT));
-        packed = _mm512_permutexvar_epi8(order, _mm512_packus_epi16(packed, packed));
-        int64_t pixels = out_w - 4 * k < GROUP ? out_w - 4 * k : GROUP;
-        _mm512_mask_storeu_epi8(dst + 12 * k, ((__mmask64)1 << (3 * pixels)) - 1, packed);
+    const int64_t values = 3 * out_w;
+    for (int64_t k = 0; k < p->chunks; k += 4) {
+        __m512i packed = _mm512_packus_epi16(
+            _mm512_packs_epi32(chunk_values(p, k, groups), chunk_values(p, k + 1, groups)),
+            _mm512_packs_epi32(chunk_values(p, k + 2, groups), chunk_values(p, k + 3, groups)));
+        int64_t left = values - CHUNK * k;
+        _mm512_mask_storeu_epi8(dst + CHUNK * k, left >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << left) - 1,
+                                _mm512_permutexvar_epi8(order, packed));
     }
 }
 #endif
@@ -477,8 +480,8 @@ static int resize(const uint8_t *image, int64_t image_h, int64_t image_w, double
     const uint8_t *window = image + p.col0 * 3;
 #ifdef HAVE_X86_SIMD
     simd = simd < ccrop_resize_simd() ? simd : ccrop_resize_simd();
-    int quads = !wide_cols && simd >= SIMD_AVX512 && plan_quads(&p, mirror, out_w);
-    if (!wide_cols && !quads && simd >= SIMD_AVX2)
+    int chunks = !wide_cols && simd >= SIMD_AVX512 && plan_chunks(&p, mirror, out_w);
+    if (!wide_cols && !chunks && simd >= SIMD_AVX2)
         plan_pairs(&p, mirror, out_w);
 #else
     (void)simd;
@@ -499,7 +502,7 @@ static int resize(const uint8_t *image, int64_t image_h, int64_t image_w, double
         if (wide_cols)
             horizontal_wide(&p, mirror, dst, out_w);
 #ifdef HAVE_X86_SIMD
-        else if (quads)
+        else if (chunks)
             horizontal_avx512(&p, dst, out_w);
         else if (simd >= SIMD_AVX2)
             horizontal_avx2(&p, dst, out_w);
