@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+FFCV_EPOCH_BATCHES = 64  # the shortest epoch FFCV's contenders run (a quarter with --quick; see _settings)
 SIMD_NAMES = {0: "none", 1: "AVX2", 2: "AVX-512"}
 VERSIONS = ("ffcv", "nvidia-dali-cuda120", "nvidia-dali", "numba", "numpy", "torch", "Pillow", "matplotlib",
             "ccrop-loaders")
@@ -99,7 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="timed rounds per contender, best kept (default 5; --quick 1)")
     parser.add_argument("--passes", type=_positive("--passes"), default=None,
                         help="reads of every image per epoch, so that epochs are long as in training (default 2; "
-                             "--quick 1)")
+                             "--quick 1); FFCV's loaders read them often enough for epochs of 64 batches (--quick 16)")
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
                         help="gpu: add DALI's GPU contenders (needs a CUDA GPU); the CPU ones always run")
     parser.add_argument("--scaling", choices=("ffcv", "all", "none"), default=None,
@@ -120,13 +121,20 @@ def _settings(args: argparse.Namespace) -> dict:
     def pick(value, full, fast):
         return value if value is not None else (fast if quick else full)
 
-    return {
+    settings = {
         "quick": quick, "device": args.device,
         "images": pick(args.images, 512, 64), "threads": pick(args.threads, cores, cores),
         "sizes": pick(args.sizes, [256, 512], [256]), "batch_size": pick(args.batch_size, 64, 32),
         "rounds": pick(args.rounds, 5, 1), "passes": pick(args.passes, 2, 1),
         "scaling": pick(args.scaling, "all", "ffcv"), "view_size": [224, 224],
     }
+    # FFCV allocates its output buffers at the start of each epoch, and the kernel zeroes each new page on its first
+    # write: over a training epoch (thousands of batches) that is nothing, over a few batches it is much of the time.
+    # FFCV's loaders therefore read each image often enough to make epochs of at least FFCV_EPOCH_BATCHES batches.
+    epoch_batches = FFCV_EPOCH_BATCHES // 4 if quick else FFCV_EPOCH_BATCHES
+    settings["ffcv_passes"] = max(settings["passes"],
+                                  -(-epoch_batches * settings["batch_size"] // settings["images"]))
+    return settings
 
 
 # ---------------------------------------------------------------- machine
@@ -302,6 +310,7 @@ def run(args: argparse.Namespace) -> dict:
     record = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
               "machine": machine_info(), "settings": {**s, "out": str(out)}}
     threads, bs, passes, rounds = s["threads"], s["batch_size"], s["passes"], s["rounds"]
+    ffcv_passes = s["ffcv_passes"]
     results, skipped, scaling = [], [], []
     devices = ["cpu"] + (["gpu"] if s["device"] == "gpu" else [])
     with tempfile.TemporaryDirectory(prefix="ccrop-bench-") as tmp, BoxTable.create(s["images"]) as table:
@@ -319,7 +328,7 @@ def run(args: argparse.Namespace) -> dict:
                    this_skipped, size)
             _build("bare libjpeg-turbo decode (ccrop_loaders.ffcv.jpeg)",
                    lambda: libjpeg_contender(images, threads, passes), contenders, this_skipped, size)
-            _build("FFCV", lambda: ffcv_contenders(images, table, threads, bs, passes), contenders, this_skipped,
+            _build("FFCV", lambda: ffcv_contenders(images, table, threads, bs, ffcv_passes), contenders, this_skipped,
                    size)
             for device in devices:
                 _build(f"DALI ({device})", lambda: dali_contenders(images, table, device, threads, bs, passes,
@@ -340,7 +349,7 @@ def run(args: argparse.Namespace) -> dict:
             for backend, t, v in grid:
                 def make(backend=backend, t=t, v=v):
                     if backend == "ffcv":
-                        return ffcv_multiview(images, table, t, v, bs, passes)
+                        return ffcv_multiview(images, table, t, v, bs, ffcv_passes)
                     return dali_contender("ccrop_once", images, table, "cpu", t, bs, passes, views=v)
 
                 before = len(contenders)
