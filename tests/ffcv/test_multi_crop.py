@@ -1,4 +1,5 @@
 """MultiCropContrastiveCropDecoder: view groups of several sizes from one decode per image, and split_groups."""
+import ffcv.loader
 import numpy as np
 import pytest
 import torch
@@ -221,14 +222,17 @@ def test_table_size_mismatch_refused_when_loader_is_built(raw_dataset):
                    pipelines={"image": [MultiCropContrastiveCropDecoder(wrong, GROUPS)]})
 
 
-def test_settable_between_epochs_and_fixed_attributes(raw_dataset, table):
+@pytest.mark.parametrize("loader_class, recompile", [(Loader, False), (ffcv.loader.Loader, True)],
+                         ids=["Loader-recompile-False", "ffcv-Loader-recompile-True"])
+def test_settable_between_epochs_and_fixed_attributes(raw_dataset, table, loader_class, recompile):
     """alpha, flip and groups of the same sizes apply from the next iter(loader), as a fresh decoder's views;
     sizes, view counts, the table and dct_scaling are fixed."""
     changed = (ViewGroup(GLOBAL.size, 2, (0.6, 1.0), use_boxes=False), ViewGroup(LOCAL.size, 3, (0.1, 0.2)))
     fresh = run(raw_dataset, MultiCropContrastiveCropDecoder(table, changed, alpha=0.1, flip=False))
     decoder = MultiCropContrastiveCropDecoder(table, GROUPS, alpha=0.6, flip=True)
-    loader = Loader(str(raw_dataset.beton), batch_size=5, num_workers=2, order=OrderOption.SEQUENTIAL,
-                    drop_last=False, pipelines={"image": [decoder], "label": None, "index": [IntDecoder()]})
+    loader = loader_class(str(raw_dataset.beton), batch_size=5, num_workers=2, order=OrderOption.SEQUENTIAL,
+                          drop_last=False, recompile=recompile,
+                          pipelines={"image": [decoder], "label": None, "index": [IntDecoder()]})
 
     def epoch():
         return {int(i): np.array(s) for images, indices in loader for s, i in zip(images, indices[:, 0])}
