@@ -143,3 +143,27 @@ def test_ccrop_diagnose(tmp_path, capsys):
     assert "index 9 is not a row of the table (4 samples" in capsys.readouterr().err
     assert ccrop(["diagnose", str(tmp_path / "boxes.table"), "--truth", str(truth), "--sizes", "huge"]) == 2
     assert "neither HxW" in capsys.readouterr().err
+
+
+def test_ccrop_diagnose_reads_sizes_from_the_image_folder(tmp_path, capsys):
+    pytest.importorskip("skimage")
+    from ccrop_loaders.objects_data import make_object_dataset
+
+    data = make_object_dataset(tmp_path / "objects", 18, heldout=0, show=False)
+    with BoxTable.create(18) as table:
+        table.write(np.arange(18), data.boxes["train"])  # perfect localization
+        table.save(tmp_path / "boxes.table")
+    plain = tmp_path / "truth.csv"  # the truth without its size columns: the sizes come from the folder
+    plain.write_text("\n".join(",".join(line.split(",")[:5]) for line in data.truth["train"].read_text().splitlines()))
+    out = tmp_path / "d.json"
+    assert ccrop(["diagnose", str(tmp_path / "boxes.table"), "--truth", str(plain), "--sizes",
+                  str(data.folders["train"]), "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    assert figures["mean_iou"] == pytest.approx(1.0, abs=1e-3)
+    assert figures["consistency_ccrop"] == pytest.approx(figures["consistency_truth"], abs=0.03)
+    assert figures["consistency_truth"] > figures["consistency_rrc"]
+    own = tmp_path / "own.json"  # the truth's own size columns: the same sizes, the same figures
+    assert ccrop(["diagnose", str(tmp_path / "boxes.table"), "--truth", str(data.truth["train"]), "--json",
+                  str(own)]) == 0
+    assert json.loads(own.read_text()) == figures
+    capsys.readouterr()
