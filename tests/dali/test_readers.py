@@ -150,10 +150,12 @@ def test_external_source_workers_see_the_parents_writes(folder, table):
     assert checked == 8
 
 
-def test_external_source_pipeline_yields_views(folder, table):
+@pytest.mark.parametrize("decode", ["auto", "union"])  # union: from the windows the workers computed
+def test_external_source_pipeline_yields_views(folder, table, decode):
     reader = ExternalSourceReader(JpegBytes(folder.paths), len(folder), table, batch_size=4, seed=1,
                                   labels=folder.labels)
-    it = ContrastiveCropIterator(external_source_pipeline(reader, num_threads=1, py_num_workers=1, size=SIZE))
+    it = ContrastiveCropIterator(external_source_pipeline(reader, num_threads=1, py_num_workers=1, size=SIZE,
+                                                          decode=decode))
     seen = []
     for batch in it:
         assert [v.shape for v in batch["views"]] == [(4, *SIZE, 3)] * 2
