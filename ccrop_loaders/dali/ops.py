@@ -25,10 +25,12 @@ from ..core.sampler import check_alpha, check_count, check_range, check_size
 
 DEVICES = ("cpu", "gpu")
 DECODE_MODES = ("auto", "once", "slice", "union")
-# What decode="auto" means per device, chosen by measurement. CPU: "union", measured the fastest two-view mode by
-# `python -m benchmarks.dali_bench` (2 threads, 256 JPEGs of shorter side 300-500): pairs/s union / once 1.01-1.07 in
-# 6 of 7 side-by-side runs (0.95 in one), slice 0.8-0.9 x once; for multi-crop (2x224 + 6x96) union / once 1.0-1.4.
-# GPU: "once" until a GPU has measured otherwise (benchmarks/gpu_check.sh prints the table; none has run yet).
+# What decode="auto" means per device, chosen by measurement. CPU: "union". It never decodes more than "once" (the
+# union region decoded 11% faster than the whole image, same views), and measured side by side (the contenders of
+# benchmarks/dali_bench.py, 2 threads, 256 JPEGs of shorter side 300-500, a shared 2-core machine) pairs/s
+# union / once median 1.01 over 11 runs (0.83-1.07: machine noise; the resize is ~72% of the time), multi-crop
+# 2x224 + 6x96 median 1.07 (1.00-1.40, 6 runs); "slice" 0.8-0.9 x "once". GPU: "once" until a GPU has measured
+# otherwise (benchmarks/gpu_check.sh prints the table; none has run yet).
 AUTO_DECODE = {"cpu": "union", "gpu": "once"}
 
 
@@ -320,9 +322,9 @@ def crop_resize_views(jpegs: DataNode, windows: DataNode, rois: DataNode, *, num
     CPU, nvJPEG's ROI decoding on the GPU) and resizes each ROI, shifted by the
     union's origin, out of it: the same pixels as ``"once"`` (the region's pixels
     are the whole decode's; a ROI on the union's edge may differ by the resize's
-    rounding). ``"auto"`` is ``AUTO_DECODE[device]``: ``"union"`` on the CPU,
-    measured a little faster than ``"once"`` (``python -m benchmarks.dali_bench``:
-    1.01-1.07 x in 6 of 7 runs), ``"once"`` on the GPU, where nothing has been measured yet.
+    rounding). ``"auto"`` is ``AUTO_DECODE[device]``: ``"union"`` on the CPU
+    (never more decoding than ``"once"``; ``python -m benchmarks.dali_bench``: pairs/s
+    union / once median 1.01 over 11 runs), ``"once"`` on the GPU, where nothing has been measured yet.
     """
     out_h, out_w = check_size("size", size)
     device = _check_device(device)
