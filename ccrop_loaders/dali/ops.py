@@ -29,7 +29,7 @@ DECODE_MODES = ("auto", "once", "slice", "union")
 # union region decoded 11% faster than the whole image, same views), and measured side by side (the contenders of
 # benchmarks/dali_bench.py, 2 threads, 256 JPEGs of shorter side 300-500, a shared 2-core machine) pairs/s
 # union / once median 1.01 over 11 runs (0.83-1.07: machine noise; the resize is ~72% of the time), multi-crop
-# 2x224 + 6x96 median 1.07 (1.00-1.40, 6 runs); "slice" 0.8-0.9 x "once". GPU: "once" until a GPU has measured
+# 2x224 + 6x96 median 1.07 (1.00-1.40, 6 runs); "slice" 0.69-0.88 x "once". GPU: "once" until a GPU has measured
 # otherwise (benchmarks/gpu_check.sh prints the table; none has run yet).
 AUTO_DECODE = {"cpu": "union", "gpu": "once"}
 
