@@ -318,13 +318,14 @@ def crop_resize_views(jpegs: DataNode, windows: DataNode, rois: DataNode, *, num
     ``decode="once"`` decodes each image whole (``mixed`` on the GPU) and resizes
     each ROI out of it; ``"slice"`` decodes only each window
     (``decoders.image_slice``); ``"union"`` decodes once only the union of the
-    sample's windows (``decoders.image_slice``: libjpeg-turbo's crop decoding on the
-    CPU, nvJPEG's ROI decoding on the GPU) and resizes each ROI, shifted by the
-    union's origin, out of it: the same pixels as ``"once"`` (the region's pixels
-    are the whole decode's; a ROI on the union's edge may differ by the resize's
-    rounding). ``"auto"`` is ``AUTO_DECODE[device]``: ``"union"`` on the CPU
-    (never more decoding than ``"once"``; ``python -m benchmarks.dali_bench``: pairs/s
-    union / once median 1.01 over 11 runs), ``"once"`` on the GPU, where nothing has been measured yet.
+    sample's windows, widened by the resize filter's reach (``decoders.image_slice``:
+    libjpeg-turbo's crop decoding on the CPU, nvJPEG's ROI decoding on the GPU), and
+    resizes each ROI, shifted by the region's origin, out of it: on the CPU the
+    pixels of ``"once"`` up to one level of the resize's rounding (the region holds
+    the whole decode's pixels and every pixel the resize reads). ``"auto"`` is
+    ``AUTO_DECODE[device]``: ``"union"`` on the CPU (never more decoding than
+    ``"once"``; ``python -m benchmarks.dali_bench``: pairs/s union / once median 1.01
+    over 11 runs), ``"once"`` on the GPU, where nothing has been measured yet.
     """
     out_h, out_w = check_size("size", size)
     device = _check_device(device)
