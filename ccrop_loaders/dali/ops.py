@@ -265,7 +265,7 @@ def _union_and_local_rois(windows: DataNode, rois: DataNode, shapes: DataNode,
 
     def run(region, local, windows, rois, shape):
         top, left, bottom, right = shape[0], shape[1], 0, 0
-        for v in range(windows.shape[0]):
+        for v in range(min(windows.shape[0], out.shape[0])):  # the views resized (a short ROI list fails there)
             pad_y = -(-windows[v, 2] // out[v, 0]) + 1
             pad_x = -(-windows[v, 3] // out[v, 1]) + 1
             top, left = min(top, windows[v, 0] - pad_y), min(left, windows[v, 1] - pad_x)
