@@ -73,7 +73,7 @@ def stress(epochs: int = 20, num_images: int = 64, workers: int = 2, *, work: Pa
     from ccrop_loaders.dali import contrastive_crop_windows
     from ccrop_loaders.ffcv import ContrastiveCropRGBImageDecoder, Loader
     from ccrop_loaders.ffcv.convert import convert_folder
-    from ccrop_loaders.ffcv.resample import resize_crop, scratch_size
+    from ccrop_loaders.core.resample import resize_crop, scratch_size
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(work or tmp)

@@ -71,7 +71,7 @@ def _copy_package(to: Path, *, with_extensions: bool) -> Path:
 @pytest.fixture
 def built():
     pytest.importorskip("ffcv")
-    if not list((PACKAGE / "ffcv").glob("_jpeg_region*.so")) or not list((PACKAGE / "ffcv").glob("_resample*.so")):
+    if not list((PACKAGE / "ffcv").glob("_jpeg_region*.so")) or not list((PACKAGE / "core").glob("_resample*.so")):
         pytest.skip("the C extensions are not built in this checkout")
 
 
@@ -89,7 +89,7 @@ def test_source_tree_shadowing_an_installed_copy_says_so(tmp_path, built):
     assert "run from another folder" in message and "build_ext --inplace" in message, message
     assert "apt install" not in message, message
     # from another folder the installed copy is imported and works
-    elsewhere = _python("import ccrop_loaders.ffcv.jpeg as j, ccrop_loaders.ffcv.resample; print(j.__file__)",
+    elsewhere = _python("import ccrop_loaders.ffcv.jpeg as j, ccrop_loaders.core.resample; print(j.__file__)",
                         cwd=tmp_path, pythonpath=str(tmp_path / "site"))
     assert elsewhere.returncode == 0 and str(installed) in elsewhere.stdout, elsewhere.stderr[-3000:]
 
@@ -126,8 +126,8 @@ def test_wheel_ships_the_c_extensions(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     wheel, = (tmp_path / "dist").glob("ccrop_loaders-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for module in ("_jpeg_region", "_resample"):
-        assert any(n.startswith(f"ccrop_loaders/ffcv/{module}") and n.endswith(".so") for n in names), names
+    for module in ("ffcv/_jpeg_region", "core/_resample"):
+        assert any(n.startswith(f"ccrop_loaders/{module}") and n.endswith(".so") for n in names), names
 
 
 def test_ccrop_demo_takes_the_demo_options():

@@ -151,21 +151,12 @@ def _cpu_model() -> str:
 
 
 def _simd() -> int | None:
-    """The resampler's instruction set (``ccrop_loaders.ffcv.resample.SIMD``), read without importing FFCV."""
+    """The resampler's instruction set (``ccrop_loaders.core.resample.SIMD``), None when it was not built."""
     try:
-        from ..ffcv.resample import SIMD
-
-        return int(SIMD)
+        from ..core.resample import SIMD
     except ImportError:
-        import ctypes
-        import glob
-
-        found = glob.glob(str(Path(__file__).resolve().parents[1] / "ffcv" / "_resample*.so"))
-        if not found:
-            return None
-        library = ctypes.CDLL(found[0])
-        library.ccrop_resize_simd.restype = ctypes.c_int
-        return int(library.ccrop_resize_simd())
+        return None
+    return int(SIMD)
 
 
 def machine_info() -> dict:

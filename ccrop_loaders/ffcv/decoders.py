@@ -31,7 +31,7 @@ from ..core.groups import check_groups
 from ..core.sampler import QUANTILE_KNOTS, check_alpha, check_count, check_range, check_size
 from ..core.table import words_at
 from .jpeg import REGION_BAD_SIZE, REGION_MAX_PIXELS, REGION_NO_MEMORY, REGION_OK, decode_region
-from .resample import resize_crop, scratch_bytes_c
+from ..core.resample import resize_crop, scratch_bytes_c
 
 _JPG, _RAW = IMAGE_MODES["jpg"], IMAGE_MODES["raw"]
 _U8 = np.dtype("<u1")

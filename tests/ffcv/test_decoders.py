@@ -1,5 +1,6 @@
 import shutil
 
+import numba
 import numpy as np
 import pytest
 import torch
@@ -13,7 +14,7 @@ from ccrop_loaders import BoxTable, sample_crop
 from ccrop_loaders.core import sample_flip
 from ccrop_loaders.ffcv import (ContrastiveCropRGBImageDecoder, FullImageRGBImageDecoder, Loader,
                                 MultiViewContrastiveCropDecoder, SampleIndexDecoder, split_views)
-from ccrop_loaders.ffcv.resample import resize_crop, scratch_size
+from ccrop_loaders.core.resample import resize_crop, scratch_size
 
 SIZE = (48, 40)
 
@@ -203,3 +204,20 @@ def test_corrupt_jpeg_raises_naming_the_sample(jpg_dataset, tmp_path, decoder_ty
     assert "could not decode" in str(info.value) and "13" in str(info.value)
     # the dataset and the table are untouched
     assert jpg_dataset.beton.read_bytes() != bad.read_bytes()
+
+
+def test_resize_compiles_again_after_a_loader_is_built(raw_dataset):
+    # FFCV 1.0.2 sets ``mutable = False`` on numba's interned uint8[::1] type when a Loader is built
+    # (OSCacheManager.state_type); code typed on such buffers after that must still compile
+    image = np.full((20, 30, 3), 77, np.uint8)
+    out = np.empty((10, 10, 3), np.uint8)
+    scratch = np.empty(scratch_size(20, 30, (10, 10)), np.int64)
+    numba.njit(resize_crop.py_func)(image, 1.0, 2.0, 15.0, 20.0, True, out, scratch)
+    with BoxTable.create(len(raw_dataset)) as table:
+        loader = Loader(str(raw_dataset.beton), batch_size=4, num_workers=1, order=OrderOption.SEQUENTIAL,
+                        pipelines={"image": [ContrastiveCropRGBImageDecoder(table, (16, 16))], "label": None,
+                                   "index": None})
+        next(iter(loader))
+        out[:] = 0
+        numba.njit(resize_crop.py_func)(image, 1, 2, 15, 20, False, out, scratch)
+        assert (out == 77).all()

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 HERE = Path(__file__).resolve().parent
-SOURCES = [HERE / "sanitizer_harness.c"] + [HERE.parents[1] / "ccrop_loaders" / "ffcv" / name
-                                            for name in ("resample.c", "jpeg_region.c")]
+PACKAGE = HERE.parents[1] / "ccrop_loaders"
+SOURCES = [HERE / "sanitizer_harness.c", PACKAGE / "core" / "resample.c", PACKAGE / "ffcv" / "jpeg_region.c"]
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g"]
 
 

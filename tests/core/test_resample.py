@@ -1,12 +1,8 @@
-import numba
 import numpy as np
 import pytest
-from ffcv.loader import OrderOption
 from PIL import Image
 
-from ccrop_loaders import BoxTable
-from ccrop_loaders.ffcv import ContrastiveCropRGBImageDecoder, Loader
-from ccrop_loaders.ffcv.resample import (RESIZE_OK, SIMD, SIMD_AVX2, SIMD_AVX512, SIMD_NONE, resize_crop,
+from ccrop_loaders.core.resample import (RESIZE_OK, SIMD, SIMD_AVX2, SIMD_AVX512, SIMD_NONE, resize_crop,
                                          resize_crop_simd_c, scratch_size)
 from ccrop_loaders.sample_data import _source_photos
 
@@ -107,23 +103,6 @@ def test_small_scratch_and_bad_layouts_are_refused():
     with pytest.raises(ValueError, match=">= 1"):
         scratch_size(30, 40, (0, 8))
     np.testing.assert_array_equal(image, 0)  # nothing written to the input
-
-
-def test_resize_compiles_again_after_a_loader_is_built(raw_dataset):
-    # FFCV 1.0.2 sets ``mutable = False`` on numba's interned uint8[::1] type when a Loader is built
-    # (OSCacheManager.state_type); code typed on such buffers after that must still compile
-    image = np.full((20, 30, 3), 77, np.uint8)
-    out = np.empty((10, 10, 3), np.uint8)
-    scratch = np.empty(scratch_size(20, 30, (10, 10)), np.int64)
-    numba.njit(resize_crop.py_func)(image, 1.0, 2.0, 15.0, 20.0, True, out, scratch)
-    with BoxTable.create(len(raw_dataset)) as table:
-        loader = Loader(str(raw_dataset.beton), batch_size=4, num_workers=1, order=OrderOption.SEQUENTIAL,
-                        pipelines={"image": [ContrastiveCropRGBImageDecoder(table, (16, 16))], "label": None,
-                                   "index": None})
-        next(iter(loader))
-        out[:] = 0
-        numba.njit(resize_crop.py_func)(image, 1, 2, 15, 20, False, out, scratch)
-        assert (out == 77).all()
 
 
 INSTRUCTION_SETS = [simd for simd in (SIMD_NONE, SIMD_AVX2, SIMD_AVX512) if simd <= SIMD]

@@ -14,7 +14,7 @@
  * once. Three implementations give the same pixels, bit for bit, the best the
  * CPU has chosen at run time: AVX-512 (BW, VBMI), AVX2 and portable C.
  *
- * Built as the extension module ccrop_loaders.ffcv._resample (the Python module
+ * Built as the extension module ccrop_loaders.core._resample (the Python module
  * is empty; the functions are reached through ctypes, from numba-compiled loops).
  */
 #ifndef CCROP_NO_PYTHON /* defined by the sanitizer harness (tests/ffcv), which links without Python */
@@ -538,7 +538,7 @@ int ccrop_resize_crop_simd(const uint8_t *image, int64_t image_h, int64_t image_
 #ifndef CCROP_NO_PYTHON
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_resample",
-    "Antialiased crop-resize for ccrop_loaders.ffcv; the code is reached through ctypes (ccrop_resize_crop).", -1,
+    "Antialiased crop-resize for ccrop_loaders (FFCV and DALI CPU views); the code is reached through ctypes (ccrop_resize_crop).", -1,
     NULL,
 };
 

@@ -20,7 +20,7 @@ except ImportError as error:  # built by setup.py, which needs a C compiler
     from .. import _missing_extension
 
     raise _missing_extension(
-        error, "_resample", "a C compiler (Debian/Ubuntu: apt install gcc)"
+        error, "_resample", "a C compiler (Debian/Ubuntu: apt install gcc)", package="core"
     ) from error
 
 RESIZE_OK, RESIZE_BAD_WINDOW, RESIZE_BAD_SIZE, RESIZE_SMALL_SCRATCH = range(4)
