@@ -244,8 +244,8 @@ def table(result: dict) -> str:
 
     n = len(result["settings"]["seeds"])
     sec = result["seconds"]
-    lines = [f"method validation: {result['settings']['images']} images, {result['settings']['epochs']} epochs, "
-             f"{n} seed(s), mean ± std over seeds",
+    lines = [(f"method validation: {result['settings']['images']} images, {result['settings']['epochs']} epochs, "
+             f"{n} seed(s), mean ± std over seeds"),
              f"{'measure':<58} {'RRC':>16} {'ContrastiveCrop':>18}",
              f"{'box IoU with ground truth: full image':<58} {result['full_box_iou']:>16.3f} {'':>18}"]
     for epoch, s in result["iou_per_pass"].items():
@@ -253,26 +253,26 @@ def table(result: dict) -> str:
     lines.append(f"{'box area / image: objects (truth), localized (last pass)':<58} {result['object_area']:>16.3f} "
                  f"{ms(list(result['area_per_pass'].values())[-1]):>18}")
     c = result["consistency"]
-    lines += [f"{'view pairs both holding >= 30% of the object (%)':<58} {ms(c['rrc'], True):>16} "
-              f"{ms(c['ccrop_localized'], True):>18}",
-              f"{'  ContrastiveCrop with the true boxes (upper bound, %)':<58} {'':>16} "
-              f"{ms(c['ccrop_truth'], True):>18}",
-              f"{'  ContrastiveCrop with the full-image box (control, %)':<58} {'':>16} "
-              f"{ms(c['ccrop_full_box'], True):>18}"]
+    lines += [(f"{'view pairs both holding >= 30% of the object (%)':<58} {ms(c['rrc'], True):>16} "
+              f"{ms(c['ccrop_localized'], True):>18}"),
+              (f"{'  ContrastiveCrop with the true boxes (upper bound, %)':<58} {'':>16} "
+              f"{ms(c['ccrop_truth'], True):>18}"),
+              (f"{'  ContrastiveCrop with the full-image box (control, %)':<58} {'':>16} "
+              f"{ms(c['ccrop_full_box'], True):>18}")]
     k = result["knn_accuracy"]
     lines += [f"{'k-NN accuracy, held-out images (%)':<58} {ms(k['rrc'], True):>16} {ms(k['ccrop'], True):>18}",
               f"{'  untrained encoder (%)':<58} {ms(k['random_encoder'], True):>16} {'':>18}",
-              f"{'training wall time (s)':<58} {ms(sec['train_rrc'], digits=1):>16} "
-              f"{ms(sec['train_ccrop'], digits=1):>18}",
-              f"{'  one epoch, median (s)':<58} {ms(sec['train_epoch_median_rrc'], digits=2):>16} "
-              f"{ms(sec['train_epoch_median_ccrop'], digits=2):>18}",
+              (f"{'training wall time (s)':<58} {ms(sec['train_rrc'], digits=1):>16} "
+              f"{ms(sec['train_ccrop'], digits=1):>18}"),
+              (f"{'  one epoch, median (s)':<58} {ms(sec['train_epoch_median_rrc'], digits=2):>16} "
+              f"{ms(sec['train_epoch_median_ccrop'], digits=2):>18}"),
               f"{'localization passes wall time (s)':<58} {'':>16} {ms(sec['localize_ccrop'], digits=1):>18}",
               f"{'  one pass, median (s)':<58} {'':>16} {ms(sec['localize_pass_median'], digits=2):>18}",
               f"{'localization share of the run, measured (%)':<58} {'':>16} {ms(sec['localize_share'], True):>18}",
-              f"{'  steady state, without the one-off compiles (%)':<58} {'':>16} "
-              f"{ms(sec['localize_share_steady'], True):>18}",
-              f"data {sec['make_data']:.1f} s, conversion {sec['convert']:.1f} s, untrained-encoder k-NN and "
-              f"consistency baselines {sec['baselines']:.1f} s"]
+              (f"{'  steady state, without the one-off compiles (%)':<58} {'':>16} "
+              f"{ms(sec['localize_share_steady'], True):>18}"),
+              (f"data {sec['make_data']:.1f} s, conversion {sec['convert']:.1f} s, untrained-encoder k-NN and "
+              f"consistency baselines {sec['baselines']:.1f} s")]
     d = result["dali"]
     if d is not None:
         ious = ", ".join(f"{v:.3f}" for v in d["iou_per_pass"].values())
