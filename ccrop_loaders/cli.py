@@ -139,7 +139,11 @@ def _diagnose(args: argparse.Namespace) -> int:
     print(f"table: {snap.describe()} ({len(snap):,} samples, seed {snap.seed}); ground truth: {args.truth}")
     print(result.report())
     if args.json is not None:
-        args.json.write_text(json.dumps(result.as_dict(), indent=1))
+        try:
+            args.json.write_text(json.dumps(result.as_dict(), indent=1))
+        except OSError as err:
+            print(f"ccrop diagnose: cannot write {args.json}: {err}", file=sys.stderr)
+            return 2
         print(f"wrote {args.json}")
     return 0
 
@@ -160,7 +164,12 @@ def _sizes(text: str):
         return size
     if not Path(text).exists():
         raise FileNotFoundError(f"--sizes {text}: neither HxW (e.g. 96x128) nor an image folder or .beton")
-    return image_sizes(text)
+    try:
+        return image_sizes(text)
+    except ModuleNotFoundError:
+        raise
+    except Exception as err:  # PIL and FFCV's reader raise many kinds on a file of another kind
+        raise ValueError(f"--sizes {text}: cannot read the image sizes ({type(err).__name__}: {err})") from None
 
 
 def _indices(text: str) -> list[int]:

@@ -143,6 +143,12 @@ def test_ccrop_diagnose(tmp_path, capsys):
     assert "index 9 is not a row of the table (4 samples" in capsys.readouterr().err
     assert ccrop(["diagnose", str(tmp_path / "boxes.table"), "--truth", str(truth), "--sizes", "huge"]) == 2
     assert "neither HxW" in capsys.readouterr().err
+    assert ccrop(["diagnose", str(tmp_path / "boxes.table"), "--truth", str(truth), "--sizes", str(truth)]) == 2
+    assert f"--sizes {truth}: cannot read the image sizes" in capsys.readouterr().err
+    truth.write_text("index,y0,x0,y1,x1\n0,0,0,1,1\n")
+    assert ccrop(["diagnose", str(tmp_path / "boxes.table"), "--truth", str(truth), "--sizes", "8x8", "--json",
+                  str(tmp_path / "no" / "d.json")]) == 2
+    assert "cannot write" in capsys.readouterr().err
 
 
 def test_ccrop_diagnose_reads_sizes_from_the_image_folder(tmp_path, capsys):
