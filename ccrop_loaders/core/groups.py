@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
+
 from .sampler import check_count, check_range, check_size
 
 
@@ -36,13 +38,38 @@ class ViewGroup:
     use_boxes: bool = True
 
     def __post_init__(self) -> None:
-        size = (self.size, self.size) if isinstance(self.size, int) and not isinstance(self.size, bool) else self.size
+        size = self.size
+        if _is_integer(size):  # one side (numpy integers too): a square
+            size = (size, size)
+        # a string would be read character by character ("96" -> 9 x 6, scale "12" -> (1, 2)) and True as 1:
+        # refused, not guessed
+        if _has_text_or_bool(size):
+            raise ValueError(f"ViewGroup.size must be (height, width) with positive integers, got {self.size!r}")
         object.__setattr__(self, "size", check_size("ViewGroup.size", size))
         object.__setattr__(self, "num_views", check_count("ViewGroup.num_views", self.num_views))
-        object.__setattr__(self, "scale", check_range("ViewGroup.scale", self.scale))
-        object.__setattr__(self, "ratio", check_range("ViewGroup.ratio", self.ratio))
-        if not isinstance(self.use_boxes, bool):
+        for name in ("scale", "ratio"):
+            if _has_text_or_bool(getattr(self, name)):
+                raise ValueError(f"ViewGroup.{name} must be a pair of numbers (lo, hi), got {getattr(self, name)!r}")
+            object.__setattr__(self, name, check_range(f"ViewGroup.{name}", getattr(self, name)))
+        if not isinstance(self.use_boxes, (bool, np.bool_)):
             raise ValueError(f"ViewGroup.use_boxes must be True or False, got {self.use_boxes!r}")
+        object.__setattr__(self, "use_boxes", bool(self.use_boxes))
+
+
+def _has_text_or_bool(value) -> bool:
+    """Whether ``value`` is, or holds, a string, bytes or a bool (which int() and float() would take)."""
+    odd = (str, bytes, bool, np.bool_)
+    if isinstance(value, odd):
+        return True
+    try:
+        return any(isinstance(v, odd) for v in value)
+    except TypeError:  # not iterable: the checks that follow refuse it
+        return False
+
+
+def _is_integer(value) -> bool:
+    """An int or numpy integer, not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def check_groups(groups: Sequence[ViewGroup]) -> tuple[ViewGroup, ...]:

@@ -456,6 +456,8 @@ class MultiCropContrastiveCropDecoder(_TableWindows, _RegionDecoder):
             rows, cols = group.size
             layout += [(rows, cols, at + j * rows * cols * 3) for j in range(group.num_views)]
             at += group.num_views * rows * cols * 3
+        if at >= 2 ** 63:  # the compiled loop's offsets are int64 (numpy would say "Python int too large")
+            raise ValueError(f"the groups' views take {at} bytes per sample, more than any buffer can hold: {groups}")
         self._layout = np.array(layout, dtype=np.int64)
         self._total_bytes = at
 

@@ -32,10 +32,13 @@ def split_groups(batch: Batch, groups: Sequence[ViewGroup]) -> tuple[Batch, ...]
     groups = check_groups(groups)
     total = sum(g.num_views * g.size[0] * g.size[1] * 3 for g in groups)
     numpy = isinstance(batch, np.ndarray)
+    if not numpy and not isinstance(batch, torch.Tensor):
+        raise TypeError(f"batch must be a torch tensor or a numpy array, got {type(batch).__name__}")
     if batch.ndim != 2 or batch.shape[1] != total or batch.dtype != (np.uint8 if numpy else torch.uint8):
         raise ValueError(f"expected a uint8 (B, {total}) batch holding these groups' views, got {batch.dtype} of shape "
                          f"{tuple(batch.shape)}")
-    if (batch.strides[1] if numpy else batch.stride(1)) != 1:
+    # an empty batch has no bytes to be contiguous (numpy gives it strides (0, 0))
+    if batch.shape[0] > 0 and (batch.strides[1] if numpy else batch.stride(1)) != 1:
         raise ValueError("a sample's bytes must be contiguous in the batch (a (B, total_bytes) row per sample)")
     out, at = [], 0
     for g in groups:

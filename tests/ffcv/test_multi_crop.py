@@ -13,7 +13,8 @@ from ccrop_loaders.core import ViewGroup, first_views, multi_crop_groups, sample
 from ccrop_loaders.ffcv import (ContrastiveCropRGBImageDecoder, Loader, MultiCropContrastiveCropDecoder,
                                 MultiViewContrastiveCropDecoder, split_groups, split_views)
 from ccrop_loaders.ffcv.jpeg import REGION_OK, decode_region
-from ccrop_loaders.ffcv.resample import resize_crop, scratch_size
+from ccrop_loaders.core.resample import resize_crop, scratch_size
+from ccrop_loaders.sample_data import random_boxes
 
 # the images' shorter sides are 60-120: the global views decode at scale 1/2 or 1, the local ones alone at 1/4 or 1/2
 GLOBAL = ViewGroup((40, 36), 2, (0.3, 1.0))
@@ -254,3 +255,104 @@ def test_settable_between_epochs_and_fixed_attributes(raw_dataset, table, loader
     with pytest.raises(ValueError, match="alpha"):
         decoder.alpha = -1
     assert decoder.alpha == 0.1
+
+
+# ---- review: hostile groups, odd shapes, mixed storage ----
+
+@pytest.mark.parametrize("kwargs", [dict(size="96"), dict(size=b"ab"), dict(size=(True, True)), dict(size=True),
+                                    dict(size=(np.True_, 5)), dict(size=96, scale="12"), dict(size=96, ratio=(True, 2)),
+                                    dict(size=(96, 96), use_boxes=1)])
+def test_view_group_refuses_text_and_bools(kwargs):
+    """A string was read character by character (size "96" became 9 x 6, scale "12" (1, 2)) and True as 1."""
+    with pytest.raises(ValueError, match="ViewGroup"):
+        ViewGroup(**kwargs)
+
+
+def test_view_group_takes_numpy_integers_and_bools():
+    """ViewGroup(96) worked but ViewGroup(np.int64(96)) (a size read off an array or config) was refused."""
+    group = ViewGroup(np.int64(96), np.int64(3), np.array([0.1, 0.5]), use_boxes=np.False_)
+    assert group == ViewGroup((96, 96), 3, (0.1, 0.5), use_boxes=False)
+    assert type(group.size[0]) is int and group.use_boxes is False and type(group.use_boxes) is bool
+    assert multi_crop_groups(np.int64(64), np.int32(32))[1].size == (32, 32)
+
+
+def test_groups_no_buffer_can_hold_are_refused_clearly(table):
+    """It was numpy's 'Python int too large to convert to C long' from deep inside the constructor."""
+    with pytest.raises(ValueError, match="bytes per sample"):
+        MultiCropContrastiveCropDecoder(table, [ViewGroup((2 ** 31, 2 ** 31), 4)])
+
+
+def test_split_groups_empty_batches_and_non_arrays():
+    """numpy gives an empty (0, N) array strides (0, 0): the empty batch was refused as 'not contiguous'."""
+    total = sum(g.num_views * g.size[0] * g.size[1] * 3 for g in GROUPS)
+    for batch in (np.zeros((0, total), np.uint8), torch.zeros((0, total), dtype=torch.uint8)):
+        big, small = split_groups(batch, GROUPS)
+        assert tuple(big.shape) == (0, 2, 40, 36, 3) and tuple(small.shape) == (0, 3, 12, 12, 3)
+    with pytest.raises(TypeError, match="torch tensor or a numpy array"):
+        split_groups([[0] * total], GROUPS)
+
+
+ODD_SHAPES = [(1, 1), (2, 3), (7, 300), (300, 7), (9, 700), (700, 9), (64, 64), (33, 97), (3, 1), (120, 80)]
+ODD_GROUPS = (ViewGroup((1, 1), 1), ViewGroup((7, 300), 2, (0.05, 0.3)), ViewGroup((300, 7), 1, use_boxes=False),
+              ViewGroup((40, 40), 3, (0.2, 1.0), (0.5, 2.0)))
+
+
+@pytest.fixture(scope="module")
+def odd_betons(tmp_path_factory):
+    """The ODD_SHAPES images as raw, jpg and mixed ('proportion': some raw, some JPEG) .betons."""
+    from ffcv.fields import IntField, RGBImageField
+    from ffcv.writer import DatasetWriter
+
+    rng = np.random.default_rng(4)
+    images = [np.clip(np.kron(rng.integers(0, 256, (h // 8 + 1, w // 8 + 1, 3)), np.ones((8, 8, 1)))[:h, :w]
+                      + rng.integers(-12, 12, (h, w, 3)), 0, 255).astype(np.uint8) for h, w in ODD_SHAPES]
+
+    class Samples:
+        def __len__(self):
+            return len(images)
+
+        def __getitem__(self, i):
+            return images[i], i
+
+    root = tmp_path_factory.mktemp("odd")
+    for mode in ("raw", "jpg", "proportion"):
+        np.random.seed(0)  # FFCV draws each sample's storage in 'proportion' mode from numpy's global generator
+        field = RGBImageField(write_mode=mode, jpeg_quality=95, compress_probability=0.5)
+        DatasetWriter(str(root / f"{mode}.beton"), {"image": field, "label": IntField()},
+                      num_workers=1).from_indexed_dataset(Samples())
+    return root, images
+
+
+def test_odd_sizes_and_mixed_storage_through_a_shuffling_loader(odd_betons):
+    """1x1, 7x300, 300x7 views of 1x1 to 700x9 images (upscaled and downscaled), through FFCV's Loader with 2
+    threads, RANDOM / QUASI_RANDOM orders, drop_last and an indices subset: raw samples exactly their windows
+    resized; in the mixed .beton every sample is what its own storage's .beton gives."""
+    root, images = odd_betons
+    n = len(images)
+    with BoxTable.create(n) as table:
+        table.write(np.arange(n), random_boxes(n, seed=1))
+        table.epoch, table.seed = 3, 11
+
+        def epoch(mode, **kw):
+            options = dict(batch_size=3, num_workers=2, order=OrderOption.RANDOM, drop_last=False, seed=2) | kw
+            loader = Loader(str(root / f"{mode}.beton"), **options,
+                            pipelines={"image": [MultiCropContrastiveCropDecoder(table, ODD_GROUPS), ToTensor()],
+                                       "label": [IntDecoder(), ToTensor()]})
+            return {int(i): s.numpy().copy() for batch, indices in loader for s, i in zip(batch, indices[:, 0])}
+
+        raw, jpg, mixed = epoch("raw"), epoch("jpg"), epoch("proportion")
+        assert sorted(raw) == sorted(jpg) == sorted(mixed) == list(range(n))
+        for index, sample in raw.items():
+            image = images[index]
+            views = split_groups(sample[None], ODD_GROUPS)
+            for g, j, window in windows(table, image, index, ODD_GROUPS):
+                flip = sample_flip(seed=table.seed, epoch=table.epoch, index=index, view=first_views(ODD_GROUPS)[g] + j)
+                np.testing.assert_array_equal(views[g][0, j], crop_resize(image, window, ODD_GROUPS[g].size, flip))
+        modes = Reader(str(root / "proportion.beton")).metadata["f0"]["mode"]
+        assert set(modes) == {0, 1}  # both storages present: the test has power
+        for index, sample in mixed.items():
+            np.testing.assert_array_equal(sample, (raw if modes[index] == 1 else jpg)[index])
+        subset = epoch("jpg", order=OrderOption.QUASI_RANDOM, os_cache=False, drop_last=True, indices=[9, 0, 4, 7, 2])
+        assert len(subset) == 3 and set(subset) <= {9, 0, 4, 7, 2}
+        for index, sample in subset.items():
+            np.testing.assert_array_equal(sample, jpg[index])
