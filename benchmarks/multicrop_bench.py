@@ -6,7 +6,8 @@ Realistic JPEGs (shorter side 300-500, quality 90) written to one .beton per
 for each, the contenders alternate (each one's best of ``--rounds`` epochs)
 through FFCV's ``Loader`` with the same batch size and threads:
 
-- pair: ``MultiViewContrastiveCropDecoder(table, 224, num_views=2)``;
+- pair: ``MultiViewContrastiveCropDecoder(table, 224, num_views=2)`` at the global group's scale (0.14, 1), so
+  that the two differ only by the local views;
 - multi-crop: ``MultiCropContrastiveCropDecoder(table, multi_crop_groups())``;
 - where the time goes: the same decoder with the global group alone (2 x 224
   at scale (0.14, 1)) and with the local group alone (6 x 96 at (0.05, 0.14)).
@@ -49,7 +50,7 @@ def measure(beton: Path, table: BoxTable, args: argparse.Namespace) -> dict[str,
                       pipelines={"image": [decoder], "label": None, "index": None})
 
     loaders = {
-        "pair": loader(MultiViewContrastiveCropDecoder(table, (224, 224), num_views=2)),
+        "pair": loader(MultiViewContrastiveCropDecoder(table, groups[0].size, num_views=2, scale=groups[0].scale)),
         "multi_crop": loader(MultiCropContrastiveCropDecoder(table, groups)),
         "global_only": loader(MultiCropContrastiveCropDecoder(table, groups[:1])),
         "local_only": loader(MultiCropContrastiveCropDecoder(table, groups[1:])),
@@ -64,7 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--passes", type=int, default=2, help="reads of every image per epoch")
+    parser.add_argument("--passes", type=int, default=16,
+                        help="reads of every image per epoch (FFCV allocates its output buffers at each epoch start: "
+                             "long epochs, as in training, keep that out of the figures)")
     parser.add_argument("--resolutions", type=int, nargs="+", default=[256, 512], help="the .betons' max resolution")
     args = parser.parse_args(argv)
 
