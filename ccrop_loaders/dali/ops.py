@@ -21,6 +21,7 @@ from nvidia.dali.plugin.numba.fn.experimental import numba_function
 from ..core import BoxTable, ViewGroup, beta_quantiles, first_views, table_crop_window, table_flip
 from ..core.encoded import encoded_image_status
 from ..core.groups import check_groups
+from ..core.resample import resize_crop_c, scratch_bytes_c
 from ..core.sampler import check_alpha, check_count, check_range, check_size
 
 DEVICES = ("cpu", "gpu")
@@ -241,33 +242,159 @@ def resolve_decode(decode: str, device: str) -> str:
     return AUTO_DECODE[device] if decode == "auto" else decode
 
 
-# One resize for every backend that crops decoded images (decode="once", contrastive_crop_decoded): same pixels.
-_RESIZE = dict(antialias=True, interp_type=types.INTERP_LINEAR, dtype=types.UINT8)
+RESIZES = ("auto", "ccrop", "dali")
+# What resize="auto" means per device. CPU: "ccrop", the core's resampler (core.resample: antialiased triangle
+# filter, fixed point, SIMD), ~3x faster than DALI's CPU fn.resize, which was ~75% of a view's time. GPU: DALI's.
+AUTO_RESIZE = {"cpu": "ccrop", "gpu": "dali"}
 
 
-def _resize_rois(images: DataNode, rois: DataNode, sizes: Sequence[tuple[int, int]]) -> list[DataNode]:
-    """ROI v of ``rois`` (V, 4, CPU) resized out of ``images`` to ``sizes[v]``, on the images' device."""
+def resolve_resize(resize: str, device: str) -> str:
+    """The resampler ``resize`` stands for on ``device``: ``"auto"`` becomes ``AUTO_RESIZE[device]``; ``"ccrop"``
+    (the core's resampler) runs on the CPU only."""
+    if resize not in RESIZES:
+        raise ValueError(f"resize must be one of {RESIZES}, got {resize!r}")
+    resize = AUTO_RESIZE[device] if resize == "auto" else resize
+    if resize == "ccrop" and device != "cpu":
+        raise ValueError("resize='ccrop' (the core's resampler) runs on the CPU; on the GPU use resize='dali'")
+    return resize
+
+
+# DALI's resize (resize="dali", and every GPU path): one setting for every backend, so the same pixels.
+_DALI_RESIZE = dict(antialias=True, interp_type=types.INTERP_LINEAR, dtype=types.UINT8)
+_MAX_OUTPUTS = 6  # numba_function's limit: more views take several resize ops over the same pixels
+
+
+def _dali_resize_rois(images: DataNode, rois: DataNode, sizes: Sequence[tuple[int, int]]) -> list[DataNode]:
+    """ROI v of ``rois`` (V, 4, CPU) resized out of ``images`` to ``sizes[v]`` by DALI, on the images' device."""
     return [fn.resize(images, roi_start=rois[v, 0:2], roi_end=rois[v, 2:4], roi_relative=False, size=list(size),
-                      **_RESIZE) for v, size in enumerate(sizes)]
+                      **_DALI_RESIZE) for v, size in enumerate(sizes)]
 
 
-def _union_and_local_rois(windows: DataNode, rois: DataNode, shapes: DataNode,
-                          sizes: Sequence[tuple[int, int]]) -> tuple[DataNode, DataNode]:
+@numba.njit(cache=True, nogil=True)
+def roi_window(roi):
+    """``(top, left, height, width, mirror)`` of a float32 (4,) ROI ``(y_start, x_start, y_end, x_end)``: mirrored
+    where ``x_start > x_end``."""
+    y0, x0, y1, x1 = np.float64(roi[0]), np.float64(roi[1]), np.float64(roi[2]), np.float64(roi[3])
+    return y0, min(x0, x1), y1 - y0, abs(x1 - x0), 1 if x0 > x1 else 0
+
+
+@numba.njit(cache=True, nogil=True)
+def rois_status(height, width, channels, rois, views):
+    """``(view, reason)``: ``(0, 0)`` when the first ``views`` ROIs (float32 (V, 4)) are non-empty windows inside an
+    image ``height`` x ``width`` x ``channels`` and it is RGB; reason 1: not 3 channels, 2: ROI v empty or outside,
+    3: fewer than ``views`` ROIs."""
+    if channels != 3:
+        return 0, 1
+    if rois.shape[0] < views:
+        return rois.shape[0], 3
+    for v in range(views):
+        top, left, h, w, _ = roi_window(rois[v])
+        if not (h > 0.0 and w > 0.0 and top >= 0.0 and left >= 0.0 and top + h <= height and left + w <= width):
+            return v, 2
+    return 0, 0
+
+
+@numba.njit(nogil=True)  # not cached: it calls a ctypes function
+def resize_rois(outs, image, rois, first):
+    """Resize ROI ``first + k`` of ``rois`` (float32 (V, 4), pixels, mirrored where ``x_start > x_end``) out of
+    ``image`` (uint8 (H, W, 3)) into ``outs[k]`` (uint8 (h, w, 3)) with the core's resampler; returns a
+    ``core.resample`` code (0: done). The call starts at the window's first row (its top then below one pixel), so
+    a view's pixels do not depend on where the window lies: the same from a decoded region as from the whole image.
+    One scratch per call, sized at run time for the largest window."""
+    height, width = image.shape[0], image.shape[1]
+    size = np.int64(0)
+    for k in range(len(outs)):
+        _, _, h, w, _ = roi_window(rois[first + k])
+        size = max(size, scratch_bytes_c(math.ceil(h), math.ceil(w), outs[k].shape[0], outs[k].shape[1]))
+    scratch = np.empty(size, np.uint8)
+    for k in range(len(outs)):
+        top, left, h, w, mirror = roi_window(rois[first + k])
+        row = math.floor(top)
+        code = resize_crop_c(image.ctypes.data + row * width * 3, height - row, width, top - row, left, h, w,
+                             mirror, outs[k].ctypes.data, outs[k].shape[0], outs[k].shape[1], scratch.ctypes.data,
+                             size)
+        if code != 0:
+            return code
+    return 0
+
+
+def _resize_functions(first: int, shapes: np.ndarray):
+    """The run and setup functions of a resize op writing views ``first`` to ``first + len(shapes) - 1`` (shapes
+    int64 (n, 3)): run takes the n outputs, then the image, the ROIs and the gate."""
+    outs = ", ".join(f"out{k}" for k in range(shapes.shape[0]))
+    namespace = {"resize_rois": resize_rois}
+    # numba_function calls run with exactly its outputs and inputs, and numba indexes a mixed tuple only statically
+    exec(f"def run({outs}, image, rois, gate):\n    resize_rois(({outs},), image, rois, {first})", namespace)  # noqa: S102
+    run = namespace["run"]
+
+    def setup(outs, ins):
+        for k in range(len(outs)):
+            for sample in range(len(outs[k])):
+                outs[k][sample][0], outs[k][sample][1], outs[k][sample][2] = shapes[k]
+
+    return run, setup
+
+
+def _ccrop_resize_rois(images: DataNode, rois: DataNode, sizes: Sequence[tuple[int, int]]) -> list[DataNode]:
+    """ROI v of ``rois`` (V, 4, CPU) resized out of CPU ``images`` (uint8 HWC RGB) to ``sizes[v]`` by the core's
+    resampler: uint8 HWC views, one ``numba_function`` op per (up to) 6 views, all reading the same pixels.
+
+    A gate fails the batch first when an image is not RGB or an ROI is not a
+    non-empty window inside its image (DALI's error quotes the line below:
+    ``slice_anchor = {view x reason x 0}``, reasons as ``rois_status``).
+    """
+    views = len(sizes)
+
+    def check(anchor, shape, rois):
+        anchor[0], anchor[1] = rois_status(shape[0], shape[1], shape[2], rois, views)
+
+    def check_setup(outs, ins):
+        for sample in range(len(outs[0])):
+            outs[0][sample][0] = 2
+
+    anchor = numba_function(fn.cast(_image_shapes(images), dtype=types.INT64), rois, run_fn=check,
+                            setup_fn=check_setup, out_types=[types.INT32], outs_ndim=[1],
+                            in_types=[types.INT64, types.FLOAT], ins_ndim=[1, 2], device="cpu")
+    good = fn.zeros(shape=[1, 1, 0], dtype=types.UINT8)  # anchor (0, 0) fits; a nonzero reason does not
+    gate = fn.slice(good, anchor, [1, 1], axes=[0, 1], out_of_bounds_policy="error")  # image not RGB (reason 1), ROI outside it (2), too few ROIs (3)? slice_anchor = {view x reason x 0}
+    out = []
+    for first in range(0, views, _MAX_OUTPUTS):
+        shapes = np.array([(h, w, 3) for h, w in sizes[first:first + _MAX_OUTPUTS]], dtype=np.int64)
+
+        run, setup = _resize_functions(first, shapes)
+        count = shapes.shape[0]
+        resized = numba_function(images, rois, gate, run_fn=run, setup_fn=setup, out_types=[types.UINT8] * count,
+                                 outs_ndim=[3] * count, in_types=[types.UINT8, types.FLOAT, types.UINT8],
+                                 ins_ndim=[3, 2, 3], device="cpu")
+        out += [resized] if count == 1 else list(resized)
+    return [fn.reshape(view, layout="HWC") for view in out]
+
+
+def _resize_rois(images: DataNode, rois: DataNode, sizes: Sequence[tuple[int, int]], resize: str) -> list[DataNode]:
+    """ROI v of ``rois`` (V, 4, CPU) resized out of ``images`` to ``sizes[v]`` by ``resize`` (resolved)."""
+    return (_ccrop_resize_rois if resize == "ccrop" else _dali_resize_rois)(images, rois, sizes)
+
+
+def _union_and_local_rois(windows: DataNode, rois: DataNode, shapes: DataNode, sizes: Sequence[tuple[int, int]],
+                          resize: str) -> tuple[DataNode, DataNode]:
     """Per sample, the region to decode, int32 (2, 2) ``((top, left), (height, width))``, and float32 (V, 4) the
     ROIs shifted by its origin (mirrored ROIs stay mirrored).
 
-    The region is the union of the windows (V, 4), each widened by the resize
+    The region is the union of the windows (V, 4), clamped to the image
+    (``shapes``, HWC). The core's resampler (``resize="ccrop"``) reads only a
+    window's own pixels; for DALI's (``"dali"``) each window is widened by the
     filter's reach (``ceil(crop / output) + 1`` pixels per axis: the antialiasing
-    triangle's radius, one pixel when enlarging), clamped to the image (``shapes``,
-    HWC): the resize then reads the same pixels as from the whole image.
+    triangle's radius, one pixel when enlarging). Either resize then reads the
+    same pixels as from the whole image.
     """
     out = np.array(sizes, dtype=np.int64)
+    reach = resize == "dali"
 
     def run(region, local, windows, rois, shape):
         top, left, bottom, right = shape[0], shape[1], 0, 0
         for v in range(min(windows.shape[0], out.shape[0])):  # the views resized (a short ROI list fails there)
-            pad_y = -(-windows[v, 2] // out[v, 0]) + 1
-            pad_x = -(-windows[v, 3] // out[v, 1]) + 1
+            pad_y = -(-windows[v, 2] // out[v, 0]) + 1 if reach else 0
+            pad_x = -(-windows[v, 3] // out[v, 1]) + 1 if reach else 0
             top, left = min(top, windows[v, 0] - pad_y), min(left, windows[v, 1] - pad_x)
             bottom = max(bottom, windows[v, 0] + windows[v, 2] + pad_y)
             right = max(right, windows[v, 1] + windows[v, 3] + pad_x)
@@ -288,69 +415,82 @@ def _union_and_local_rois(windows: DataNode, rois: DataNode, shapes: DataNode,
 
 
 def _decode_views(jpegs: DataNode, windows: DataNode, rois: DataNode, sizes: Sequence[tuple[int, int]], device: str,
-                  decode: str) -> list[DataNode]:
-    """View v (uint8 HWC ``sizes[v]``) of encoded ``jpegs`` for window v / ROI v; ``decode`` already resolved."""
+                  decode: str, resize: str) -> list[DataNode]:
+    """View v (uint8 HWC ``sizes[v]``) of encoded ``jpegs`` for window v / ROI v; ``decode``, ``resize`` resolved."""
     decoder_device = "cpu" if device == "cpu" else "mixed"
     if decode == "once":
         images = fn.decoders.image(jpegs, device=decoder_device, output_type=types.RGB)
-        return _resize_rois(images, rois, sizes)
+        return _resize_rois(images, rois, sizes, resize)
     if decode == "union":
-        union, local = _union_and_local_rois(windows, rois, fn.peek_image_shape(jpegs), sizes)
+        union, local = _union_and_local_rois(windows, rois, fn.peek_image_shape(jpegs), sizes, resize)
         region = fn.decoders.image_slice(jpegs, union[0], union[1], axes=[0, 1], device=decoder_device,
                                          output_type=types.RGB)
-        return _resize_rois(region, local, sizes)
+        return _resize_rois(region, local, sizes, resize)
     views = []
     for v, size in enumerate(sizes):
         start = windows[v, 0:2]
         crop = fn.decoders.image_slice(jpegs, start, windows[v, 2:4], axes=[0, 1], device=decoder_device,
                                        output_type=types.RGB)
         offset = fn.cast(fn.stack(start[0], start[1], start[0], start[1]), dtype=types.FLOAT)
-        local = rois[v] - offset
-        views.append(fn.resize(crop, roi_start=local[0:2], roi_end=local[2:4], roi_relative=False, size=list(size),
-                               **_RESIZE))
+        views += _resize_rois(crop, fn.reshape(rois[v] - offset, shape=[1, 4]), [size], resize)
     return views
 
 
+def _resolve(device: str, decode: str, resize: str) -> tuple[str, str, str]:
+    device = _check_device(device)
+    return device, resolve_decode(decode, device), resolve_resize(resize, device)
+
+
 def crop_resize_views(jpegs: DataNode, windows: DataNode, rois: DataNode, *, num_views: int, size: Sequence[int],
-                      device: str = "cpu", decode: str = "auto") -> list[DataNode]:
-    """``num_views`` views (uint8 HWC ``size``) of encoded images, from windows and (possibly mirrored) ROIs (V, 4).
+                      device: str = "cpu", decode: str = "auto", resize: str = "auto") -> list[DataNode]:
+    """``num_views`` views (uint8 HWC ``size``) of encoded images, from windows int32 (V, 4) ``(top, left,
+    crop_height, crop_width)`` and ROIs float32 (V, 4) ``(y_start, x_start, y_end, x_end)`` (mirrored where
+    ``x_start > x_end``), in pixels; V >= ``num_views``.
 
     ``decode="once"`` decodes each image whole (``mixed`` on the GPU) and resizes
     each ROI out of it; ``"slice"`` decodes only each window
     (``decoders.image_slice``); ``"union"`` decodes once only the union of the
-    sample's windows, widened by the resize filter's reach (``decoders.image_slice``:
-    libjpeg-turbo's crop decoding on the CPU, nvJPEG's ROI decoding on the GPU), and
-    resizes each ROI, shifted by the region's origin, out of it: on the CPU the
-    pixels of ``"once"`` up to one level of the resize's rounding (the region holds
-    the whole decode's pixels and every pixel the resize reads). ``"auto"`` is
-    ``AUTO_DECODE[device]``: ``"union"`` on the CPU (never more decoding than
-    ``"once"``; ``python -m benchmarks.dali_bench``: pairs/s union / once median 1.01
-    over 11 runs), ``"once"`` on the GPU, where nothing has been measured yet.
+    sample's windows (``decoders.image_slice``: libjpeg-turbo's crop decoding on the
+    CPU, nvJPEG's ROI decoding on the GPU) and resizes each ROI, shifted by the
+    region's origin, out of it. ``"auto"`` is ``AUTO_DECODE[device]`` (measured:
+    see its comment).
+
+    ``resize="ccrop"`` resizes on the CPU with the core's resampler
+    (``core.resample.resize_crop``: antialiased triangle filter, fixed point, SIMD;
+    a view is ``resize_crop`` of its window, mirrored where keyed), one
+    ``numba_function`` op per image for up to 6 views; ``"dali"`` with DALI's
+    ``fn.resize`` (antialiased linear), on the images' device. ``"auto"`` is
+    ``AUTO_RESIZE[device]``: ``"ccrop"`` on the CPU, ``"dali"`` on the GPU. With
+    ``"ccrop"``, ``"union"`` and ``"once"`` give the same pixels, bit for bit
+    (the resampler reads only the window's pixels, which libjpeg-turbo's crop
+    decoding gives exactly); with ``"dali"`` they agree up to one level of rounding.
+    A batch whose ROI is not inside its image fails (``slice_anchor = {view x reason x 0}``).
     """
     out_h, out_w = check_size("size", size)
-    device = _check_device(device)
-    decode = resolve_decode(decode, device)
-    return _decode_views(jpegs, windows, rois, [(out_h, out_w)] * check_count("num_views", num_views), device, decode)
+    device, decode, resize = _resolve(device, decode, resize)
+    return _decode_views(jpegs, windows, rois, [(out_h, out_w)] * check_count("num_views", num_views), device,
+                         decode, resize)
 
 
 def contrastive_crop_views(jpegs: DataNode, indices: DataNode, table: BoxTable | str, *,
                            size: tuple[int, int] = (224, 224), num_views: int = 2,
                            scale: tuple[float, float] = (0.2, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
                            alpha: float = 0.6, flip: bool = False, device: str = "cpu",
-                           decode: str = "auto") -> list[DataNode]:
+                           decode: str = "auto", resize: str = "auto") -> list[DataNode]:
     """``num_views`` ContrastiveCrop views (uint8 HWC, ``size``) of encoded images ``jpegs``.
 
     ``indices`` are the samples' global indices in ``table``. With ``flip`` each
     view is mirrored with probability 1/2, keyed like its crop (fused into the
     resize). ``device="gpu"`` decodes with ``mixed`` and resizes on the GPU; the
-    windows are always computed on the CPU. ``decode``: see ``crop_resize_views``.
-    The bytes pass ``checked_images`` first: a damaged file fails the
-    batch with its global index (``slice_anchor``) before a decoder sees it.
+    windows are always computed on the CPU. ``decode``, ``resize``: see
+    ``crop_resize_views``. The bytes pass ``checked_images`` first: a damaged file
+    fails the batch with its global index (``slice_anchor``) before a decoder sees it.
     """
     jpegs = checked_images(jpegs, indices)
     windows, rois = _windows_and_rois(fn.peek_image_shape(jpegs), indices, table,
                                       _single_group(num_views, scale, ratio), alpha, flip)
-    return crop_resize_views(jpegs, windows, rois, num_views=num_views, size=size, device=device, decode=decode)
+    return crop_resize_views(jpegs, windows, rois, num_views=num_views, size=size, device=device, decode=decode,
+                             resize=resize)
 
 
 def _split_groups(views: list[DataNode], groups: Sequence[ViewGroup]) -> list[list[DataNode]]:
@@ -359,7 +499,7 @@ def _split_groups(views: list[DataNode], groups: Sequence[ViewGroup]) -> list[li
 
 def contrastive_crop_groups(jpegs: DataNode, indices: DataNode, table: BoxTable | str, groups: Sequence[ViewGroup],
                             *, alpha: float = 0.6, flip: bool = False, device: str = "cpu",
-                            decode: str = "auto") -> list[list[DataNode]]:
+                            decode: str = "auto", resize: str = "auto") -> list[list[DataNode]]:
     """Multi-crop: per ``ViewGroup`` g, a list of ``groups[g].num_views`` views (uint8 HWC ``groups[g].size``) of
     encoded images ``jpegs``, all from one decode per image.
 
@@ -370,14 +510,14 @@ def contrastive_crop_groups(jpegs: DataNode, indices: DataNode, table: BoxTable 
     for a group with ``use_boxes=False`` or while ``table.use_boxes`` is False.
     ``decode``: ``"union"`` decodes the union of all groups' windows once,
     ``"once"`` the whole image, ``"slice"`` each window (see ``crop_resize_views``).
-    ``indices``, ``flip``, ``device``, the damaged-file check: as ``contrastive_crop_views``.
+    ``indices``, ``flip``, ``device``, ``resize``, the damaged-file check: as ``contrastive_crop_views``.
     """
     params = group_params(groups)
-    device = _check_device(device)
-    decode = resolve_decode(decode, device)
+    device, decode, resize = _resolve(device, decode, resize)
     jpegs = checked_images(jpegs, indices)
     windows, rois = _windows_and_rois(fn.peek_image_shape(jpegs), indices, table, params, alpha, flip)
-    views = _decode_views(jpegs, windows, rois, [g.size for g in groups for _ in range(g.num_views)], device, decode)
+    views = _decode_views(jpegs, windows, rois, [g.size for g in groups for _ in range(g.num_views)], device, decode,
+                          resize)
     return _split_groups(views, groups)
 
 
@@ -397,33 +537,38 @@ def _check_images(images: DataNode) -> DataNode:
 def contrastive_crop_decoded(images: DataNode, indices: DataNode, table: BoxTable | str, *,
                              size: tuple[int, int] = (224, 224), num_views: int = 2,
                              scale: tuple[float, float] = (0.2, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
-                             alpha: float = 0.6, flip: bool = False) -> list[DataNode]:
+                             alpha: float = 0.6, flip: bool = False, resize: str = "auto") -> list[DataNode]:
     """``num_views`` ContrastiveCrop views (uint8 HWC, ``size``) of already decoded images.
 
     For pipelines that decode first (solo-learn, DALI's examples): ``images`` are
-    HWC uint8 images on the CPU or the GPU (``fn.decoders.image(..., device="mixed")``);
+    HWC uint8 RGB images on the CPU or the GPU (``fn.decoders.image(..., device="mixed")``);
     ``indices`` their global indices in ``table`` (e.g. the file reader's label
     channel). The windows are those of every other backend for the same (seed,
     epoch, index, view), computed on the CPU from the images' shapes; each view is
-    resized on the images' device with the ROI settings of ``crop_resize_views``'s
-    ``decode="once"`` (on the CPU the same pixels). ``flip`` mirrors each view with
-    probability 1/2, keyed like its crop. An index outside the table fails the batch.
+    resized on the images' device, by ``resize`` as in ``crop_resize_views``
+    (``"auto"``: the core's resampler for CPU images, DALI's for GPU images): on the
+    CPU the pixels of ``decode="once"``. ``flip`` mirrors each view with
+    probability 1/2, keyed like its crop. An index outside the table fails the
+    batch, and with the core's resampler so does an image that is not 3-channel.
     The images are not checked for damage: call ``checked_images`` on the encoded bytes before your decoder.
     """
     images = _check_images(images)
     out_h, out_w = check_size("size", size)
     params = _single_group(num_views, scale, ratio)
+    resize = resolve_resize(resize, images.device)
     _, rois = _windows_and_rois(_image_shapes(images), indices, table, params, alpha, flip)
-    return _resize_rois(images, rois, [(out_h, out_w)] * params.shape[0])
+    return _resize_rois(images, rois, [(out_h, out_w)] * params.shape[0], resize)
 
 
 def contrastive_crop_groups_decoded(images: DataNode, indices: DataNode, table: BoxTable | str,
-                                    groups: Sequence[ViewGroup], *, alpha: float = 0.6,
-                                    flip: bool = False) -> list[list[DataNode]]:
-    """``contrastive_crop_groups`` for already decoded images (CPU or GPU, HWC uint8), as
+                                    groups: Sequence[ViewGroup], *, alpha: float = 0.6, flip: bool = False,
+                                    resize: str = "auto") -> list[list[DataNode]]:
+    """``contrastive_crop_groups`` for already decoded images (CPU or GPU, HWC uint8 RGB), as
     ``contrastive_crop_decoded``: per group a list of views, the same windows, and on the CPU the same pixels as
     ``contrastive_crop_groups(decode="once")``."""
     images = _check_images(images)
     params = group_params(groups)
+    resize = resolve_resize(resize, images.device)
     _, rois = _windows_and_rois(_image_shapes(images), indices, table, params, alpha, flip)
-    return _split_groups(_resize_rois(images, rois, [g.size for g in groups for _ in range(g.num_views)]), groups)
+    sizes = [g.size for g in groups for _ in range(g.num_views)]
+    return _split_groups(_resize_rois(images, rois, sizes, resize), groups)

@@ -44,3 +44,15 @@ def table():
         t.write(np.arange(NUM_IMAGES), random_boxes(NUM_IMAGES, seed=1))
         t.epoch, t.seed = 3, 11
         yield t
+
+
+def resize_reference(image: np.ndarray, window, size, mirror: bool) -> np.ndarray:
+    """The core resampler's view (uint8 (h, w, 3)) of ``window`` ``(top, left, height, width)`` of ``image``
+    (uint8 HWC), mirrored if ``mirror``: what the DALI CPU views must equal bit for bit."""
+    from ccrop_loaders.core.resample import resize_crop, scratch_size
+
+    top, left, height, width = (int(x) for x in window)
+    out = np.empty((*size, 3), np.uint8)
+    resize_crop(np.ascontiguousarray(image), top, left, height, width, int(mirror), out,
+                np.empty(scratch_size(height, width, size), np.int64))
+    return out

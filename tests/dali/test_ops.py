@@ -6,9 +6,10 @@ from PIL import Image
 
 from ccrop_loaders import sample_crop
 from ccrop_loaders.core import sample_flip
-from ccrop_loaders.dali import contrastive_crop_views, contrastive_crop_windows
+from ccrop_loaders.dali import contrastive_crop_views, contrastive_crop_windows, crop_resize_views
+from ccrop_loaders.dali.ops import resolve_resize
 
-from .conftest import NUM_IMAGES, has_gpu
+from .conftest import NUM_IMAGES, has_gpu, resize_reference
 
 SIZE = (40, 48)
 
@@ -89,33 +90,85 @@ def test_missing_table_name_is_refused(folder):
         windows_pipeline(folder.paths, "no-such-table")
 
 
-@pytest.mark.parametrize("decode", ["once", "slice"])
-def test_views_are_crop_resize_of_the_decoded_image(folder, table, decode):
+def views_and_decoded(folder, table, decode, resize="auto"):
+    """[{global index: view}] per view, and {global index: DALI's own CPU decode} (flip on)."""
+
     @pipeline_def(batch_size=len(folder), num_threads=2, device_id=None, prefetch_queue_depth=1)
     def pipe():
         jpegs, index = fn.readers.file(files=folder.paths, labels=list(range(len(folder))))
-        views = contrastive_crop_views(jpegs, index, table, size=SIZE, num_views=2, flip=True, decode=decode)
-        return (*views, fn.decoders.image(jpegs), index)
+        views = contrastive_crop_views(jpegs, index, table, size=SIZE, num_views=2, flip=True, decode=decode,
+                                       resize=resize)
+        return (*views, fn.decoders.image(jpegs, output_type=types.RGB), index)
 
     p = pipe()
     p.build()
     *views, decoded, index = p.run()
+    order = [int(np.array(index[s])[0]) for s in range(len(index))]
+    assert all(v.layout() == "HWC" for v in views)
+    return ([{i: np.array(v[s]) for s, i in enumerate(order)} for v in views],
+            {i: np.array(decoded[s]) for s, i in enumerate(order)})
+
+
+@pytest.mark.parametrize("decode", ["once", "union", "slice"])
+def test_views_are_the_core_resize_of_the_decoded_image(folder, table, decode):
+    """resize="auto" on the CPU: each view is the core's resize_crop of its window of DALI's own decode,
+    mirrored where sample_flip says."""
+    views, decoded = views_and_decoded(folder, table, decode)
     flips = 0
-    for s in range(len(folder)):
-        i = int(np.array(index[s])[0])
-        image = np.array(decoded[s])
+    for i, image in decoded.items():
+        for v, window in enumerate(expected(folder, table, i)):
+            mirrored = sample_flip(seed=table.seed, epoch=table.epoch, index=i, view=v)
+            flips += mirrored
+            ref, got = resize_reference(image, window, SIZE, mirrored), views[v][i]
+            assert got.dtype == np.uint8 and got.shape == (*SIZE, 3)
+            if decode == "slice":  # libjpeg-turbo decodes a slice's edge blocks slightly differently
+                assert np.abs(got.astype(int) - ref).mean() < 3.0, (i, v)
+            else:  # "union": libjpeg-turbo's crop decoding gives the whole decode's pixels; the resize reads no more
+                np.testing.assert_array_equal(got, ref, err_msg=f"index {i} view {v}")
+    assert 0 < flips < 2 * len(folder)
+
+
+@pytest.mark.parametrize("decode", ["once", "slice"])
+def test_dali_resize_is_kept_on_request(folder, table, decode):
+    """resize="dali": DALI's antialiased linear resize, close to Pillow's BILINEAR crop-resize."""
+    views, decoded = views_and_decoded(folder, table, decode, resize="dali")
+    for i, image in decoded.items():
         for v, (top, left, h, w) in enumerate(expected(folder, table, i)):
             ref = np.asarray(Image.fromarray(image).resize(SIZE[::-1], Image.BILINEAR,
                                                            box=(left, top, left + w, top + h))).astype(int)
             if sample_flip(seed=table.seed, epoch=table.epoch, index=i, view=v):
-                ref, flips = ref[:, ::-1], flips + 1
-            got = np.array(views[v][s]).astype(int)
-            assert got.shape == (*SIZE, 3)
-            diff = np.abs(got - ref)
+                ref = ref[:, ::-1]
+            diff = np.abs(views[v][i].astype(int) - ref)
             # "once": the same pixels, resampled by DALI vs Pillow; "slice": libjpeg-turbo decodes the slice's
             # edge blocks slightly differently from the whole image.
             assert diff.mean() < (1.0 if decode == "once" else 3.0), (i, v, diff.mean())
-    assert 0 < flips < 2 * len(folder)
+
+
+def test_resize_modes_are_checked():
+    assert resolve_resize("auto", "cpu") == "ccrop" and resolve_resize("auto", "gpu") == "dali"
+    assert resolve_resize("dali", "cpu") == "dali"
+    with pytest.raises(ValueError, match=r"resize must be one of \('auto', 'ccrop', 'dali'\), got 'pil'"):
+        resolve_resize("pil", "cpu")
+    with pytest.raises(ValueError, match="resize='ccrop' .* runs on the CPU"):
+        resolve_resize("ccrop", "gpu")
+
+
+def test_roi_outside_its_image_fails_the_batch(folder, table):
+    """crop_resize_views takes the caller's ROIs: one outside its image (or too few) fails the batch before the
+    resampler reads a pixel."""
+    rois = np.array([[0, 0, 20, 20], [10, 30, 10 + 20, 30 + 5000]], dtype=np.float32)  # view 1: far too wide
+
+    @pipeline_def(batch_size=2, num_threads=1, device_id=None, prefetch_queue_depth=1)
+    def pipe():
+        jpegs, _ = fn.readers.file(files=folder.paths[:2], labels=[0, 1])
+        given = fn.external_source(source=lambda: [rois, rois], batch=True, dtype=types.FLOAT)
+        windows = fn.cast(given, dtype=types.INT32)
+        return tuple(crop_resize_views(jpegs, windows, given, num_views=2, size=SIZE, decode="once"))
+
+    p = pipe()
+    p.build()
+    with pytest.raises(RuntimeError, match=r"ROI outside it(.|\n)*slice_anchor={1 x 2 x 0}"):
+        p.run()
 
 
 @pytest.mark.skipif(not has_gpu(), reason="needs a GPU")
