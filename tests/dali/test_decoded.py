@@ -9,14 +9,14 @@ from ccrop_loaders import sample_crop
 from ccrop_loaders.core import sample_flip
 from ccrop_loaders.dali import contrastive_crop_decoded, contrastive_crop_views, contrastive_crop_windows
 
-from .conftest import NUM_IMAGES, has_gpu
+from .conftest import NUM_IMAGES, has_gpu, resize_reference
 
 SIZE = (40, 48)
 MEAN, STD = [0.485 * 255, 0.456 * 255, 0.406 * 255], [0.229 * 255, 0.224 * 255, 0.225 * 255]
 KW = dict(num_views=2, scale=(0.1, 0.9), alpha=0.3)
 
 
-def solo_learn_pipeline(folder, table, *, device="cpu"):
+def solo_learn_pipeline(folder, table, *, device="cpu", resize="auto"):
     """Decode first, crop the decoded images, then their augmentations; also the raw views and the windows."""
 
     @pipeline_def(batch_size=len(folder), num_threads=2, device_id=0 if device == "gpu" else None, seed=7,
@@ -25,28 +25,29 @@ def solo_learn_pipeline(folder, table, *, device="cpu"):
         jpegs, index = fn.readers.file(files=folder.paths, labels=list(range(len(folder))), random_shuffle=True,
                                        name="Reader")
         images = fn.decoders.image(jpegs, device="mixed" if device == "gpu" else "cpu", output_type=types.RGB)
-        views = contrastive_crop_decoded(images, index, table, size=SIZE, flip=True, **KW)
-        plain = contrastive_crop_decoded(images, index, table, size=SIZE, flip=False, **KW)
+        views = contrastive_crop_decoded(images, index, table, size=SIZE, flip=True, resize=resize, **KW)
+        plain = contrastive_crop_decoded(images, index, table, size=SIZE, flip=False, resize=resize, **KW)
         windows = contrastive_crop_windows(images.shape(), index, table, **KW)
         augmented = [fn.crop_mirror_normalize(fn.color_twist(view, brightness=fn.random.uniform(range=[0.6, 1.4]),
                                                              contrast=fn.random.uniform(range=[0.6, 1.4])),
                                               mirror=fn.random.coin_flip(probability=0.5), dtype=types.FLOAT,
                                               output_layout="CHW", mean=MEAN, std=STD)
                      for view in views]
-        return (*views, *plain, *augmented, windows, images.shape(), index)
+        return (*views, *plain, *augmented, windows, images.shape(), images, index)
 
     p = pipe()
     p.build()
     return p
 
 
-def once_views(folder, table):
+def once_views(folder, table, resize="auto"):
     """The same samples through contrastive_crop_views(decode="once"), by global index."""
 
     @pipeline_def(batch_size=len(folder), num_threads=2, device_id=None, prefetch_queue_depth=1)
     def pipe():
         jpegs, index = fn.readers.file(files=folder.paths, labels=list(range(len(folder))))
-        return (*contrastive_crop_views(jpegs, index, table, size=SIZE, flip=True, decode="once", **KW), index)
+        return (*contrastive_crop_views(jpegs, index, table, size=SIZE, flip=True, decode="once", resize=resize,
+                                        **KW), index)
 
     p = pipe()
     p.build()
@@ -58,8 +59,10 @@ def as_cpu(batch):
     return batch.as_cpu() if hasattr(batch, "as_cpu") else batch
 
 
-def check_run(outputs, folder, table, once=None, mirror_tol=1):
-    v0, v1, p0, p1, a0, a1, windows, shapes, index = (as_cpu(o) for o in outputs)
+def check_run(outputs, folder, table, once=None, mirror_tol=0, core=True):
+    """``mirror_tol``: how far a mirrored view may be from its unmirrored one flipped (the core's resize mirrors
+    exactly: 0); ``core``: the views are the core's resize_crop of DALI's decode (the CPU default)."""
+    v0, v1, p0, p1, a0, a1, windows, shapes, images, index = (as_cpu(o) for o in outputs)
     order = [int(np.array(index[s])[0]) for s in range(len(index))]
     assert sorted(order) == list(range(len(folder)))
     flips = 0
@@ -74,10 +77,12 @@ def check_run(outputs, folder, table, once=None, mirror_tol=1):
             got, flat = np.array(view[s]), np.array(plain[s])
             assert got.dtype == np.uint8 and got.shape == (*SIZE, 3)
             mirrored = sample_flip(seed=table.seed, epoch=table.epoch, index=i, view=v)
-            # a mirrored ROI resamples right to left: rounding may differ by 1 from flipping the resized view
+            # DALI's resize resamples a mirrored ROI right to left: its rounding may differ by 1 from the flip
             diff = np.abs(got.astype(int) - (flat[:, ::-1] if mirrored else flat)).max()
             assert diff <= (mirror_tol if mirrored else 0), (i, v, mirrored, diff)
             flips += mirrored
+            if core:
+                np.testing.assert_array_equal(got, resize_reference(np.array(images[s]), expected[v], SIZE, mirrored))
             if once is not None:  # the pixels of decode="once" for the same (seed, epoch, index, view)
                 np.testing.assert_array_equal(got, once[i][v])
         for aug in (a0, a1):
@@ -95,6 +100,27 @@ def test_decoded_views_are_contrastive_crop_views(folder, table):
     once = once_views(folder, table)
     p.run()  # prefetched before the change
     check_run(p.run(), folder, table, once)
+
+
+def test_dali_resize_on_request(folder, table):
+    p = solo_learn_pipeline(folder, table, resize="dali")
+    check_run(p.run(), folder, table, once_views(folder, table, resize="dali"), mirror_tol=1, core=False)
+
+
+def test_image_that_is_not_rgb_fails_the_batch(folder, table):
+    """The core's resize takes 3 channels: a grayscale decode fails the batch (DALI's resize would take it)."""
+
+    @pipeline_def(batch_size=2, num_threads=1, device_id=None, prefetch_queue_depth=1)
+    def pipe():
+        jpegs, index = fn.readers.file(files=folder.paths[:2], labels=[0, 1])
+        gray = fn.decoders.image(jpegs, output_type=types.GRAY)
+        return (*contrastive_crop_decoded(gray, index, table, size=SIZE),
+                *contrastive_crop_decoded(gray, index, table, size=SIZE, resize="dali"))
+
+    p = pipe()
+    p.build()
+    with pytest.raises(RuntimeError, match=r"image not RGB(.|\n)*slice_anchor={0 x 1 x 0}"):
+        p.run()
 
 
 @pytest.mark.parametrize("bad", [NUM_IMAGES + 5, -1])
@@ -137,7 +163,7 @@ def test_refuses_what_is_not_a_data_node(table):
 def test_mixed_decode_gpu_views(folder, table):
     outputs = solo_learn_pipeline(folder, table, device="gpu").run()
     assert all(type(o).__name__ == "TensorListGPU" for o in outputs[:6])
-    check_run(outputs, folder, table, mirror_tol=2)  # same windows and flips; GPU pixels differ from the CPU's
+    check_run(outputs, folder, table, mirror_tol=2, core=False)  # same windows and flips; GPU pixels differ
     once = once_views(folder, table)
     v0, index = outputs[0].as_cpu(), outputs[-1]
     for s in range(len(index)):

@@ -5,11 +5,11 @@ import pytest
 from nvidia.dali import fn, pipeline_def, types
 
 from ccrop_loaders import sample_crop
-from ccrop_loaders.core import FULL_BOX, ViewGroup, first_views
+from ccrop_loaders.core import FULL_BOX, ViewGroup, first_views, sample_flip
 from ccrop_loaders.dali import (contrastive_crop_group_windows, contrastive_crop_groups,
                                 contrastive_crop_groups_decoded, contrastive_crop_views)
 
-from .conftest import has_gpu
+from .conftest import has_gpu, resize_reference
 
 # global views (ContrastiveCrop) and small local views (plain RandomResizedCrop), three groups to cover numbering
 GROUPS = (ViewGroup((40, 48), 2, (0.14, 1.0)), ViewGroup((16, 16), 3, (0.05, 0.14), use_boxes=False),
@@ -69,14 +69,43 @@ def test_windows_equal_sample_crop_per_group(folder, table, use_boxes):
 
 
 def test_decode_modes_and_decoded_variant_agree(folder, table):
-    (once, union, sliced, decoded), _ = run_groups(folder, table, modes=("once", "union", "slice"), decoded=True)
+    (once, union, sliced, decoded), windows = run_groups(folder, table, modes=("once", "union", "slice"),
+                                                         decoded=True)
     for i in once:
         for g in range(len(GROUPS)):
             for a, b, c, d in zip(once[i][g], union[i][g], sliced[i][g], decoded[i][g]):
-                a, b, c, d = (x.astype(int) for x in (a, b, c, d))
                 np.testing.assert_array_equal(a, d)  # the same decode and resize
-                assert np.abs(a - b).max() <= 1  # union: the same pixels, the resize's rounding (test_union.py)
-                assert np.abs(a - c).mean() < 3.0  # slice: each window's own decode and resize extent
+                np.testing.assert_array_equal(a, b)  # union: the same pixels (test_union.py)
+                assert np.abs(a.astype(int) - c).mean() < 3.0  # slice: each window's own decode
+
+
+def test_views_are_the_core_resize_of_the_decoded_image(folder, table):
+    """Every group's view j is resize_crop of its window of DALI's own decode, to the group's size, mirrored where
+    sample_flip says for its sampler view number (8 views: the resize takes two ops over the same pixels)."""
+    groups = (*GROUPS, ViewGroup((12, 14), 3, (0.05, 0.2)))  # 9 views
+
+    @pipeline_def(batch_size=len(folder), num_threads=2, device_id=None, prefetch_queue_depth=1)
+    def pipe():
+        jpegs, index = fn.readers.file(files=folder.paths, labels=list(range(len(folder))))
+        views = contrastive_crop_groups(jpegs, index, table, groups, alpha=ALPHA, flip=True)
+        windows = contrastive_crop_group_windows(fn.peek_image_shape(jpegs), index, table, groups, alpha=ALPHA)
+        return (*[v for group in views for v in group], windows, fn.decoders.image(jpegs, output_type=types.RGB),
+                index)
+
+    p = pipe()
+    p.build()
+    *views, windows, decoded, index = p.run()
+    sizes = [g.size for g in groups for _ in range(g.num_views)]
+    assert len(views) == len(sizes) == 9
+    flips = 0
+    for s in range(len(index)):
+        i = int(np.array(index[s])[0])
+        for v, (window, size) in enumerate(zip(np.array(windows[s]), sizes)):
+            mirrored = sample_flip(seed=table.seed, epoch=table.epoch, index=i, view=v)
+            flips += mirrored
+            ref = resize_reference(np.array(decoded[s]), window, size, mirrored)
+            np.testing.assert_array_equal(np.array(views[v][s]), ref, err_msg=f"index {i} view {v}")
+    assert 0 < flips < 9 * len(folder)
 
 
 def test_first_group_is_contrastive_crop_views(folder, table):

@@ -1,5 +1,5 @@
 """decode="union": one ROI decode of the union of a sample's windows, each view resized out of it (CPU,
-device_id=None; the GPU variant under the GPU skip)."""
+device_id=None; the GPU variant under the GPU skip), with the core's resize (the CPU default) and DALI's."""
 import numpy as np
 import pytest
 from nvidia.dali import fn, pipeline_def, types
@@ -12,7 +12,7 @@ from .conftest import has_gpu
 KW = dict(num_views=3, scale=(0.1, 0.9), flip=True)
 
 
-def views_by_mode(folder, table, modes, size, device="cpu"):
+def views_by_mode(folder, table, modes, size, device="cpu", resize="auto"):
     """{mode: {global index: [view arrays]}} from one pipeline holding every mode."""
 
     @pipeline_def(batch_size=len(folder), num_threads=2, device_id=0 if device == "gpu" else None,
@@ -20,7 +20,7 @@ def views_by_mode(folder, table, modes, size, device="cpu"):
     def pipe():
         jpegs, index = fn.readers.file(files=folder.paths, labels=list(range(len(folder))))
         views = [v for mode in modes
-                 for v in contrastive_crop_views(jpegs, index, table, size=size, decode=mode,
+                 for v in contrastive_crop_views(jpegs, index, table, size=size, decode=mode, resize=resize,
                                                  device="cpu" if mode == "once" else device, **KW)]
         return (*views, index)
 
@@ -38,21 +38,33 @@ def views_by_mode(folder, table, modes, size, device="cpu"):
 
 @pytest.mark.parametrize("size", [(40, 48), (150, 130)])  # views shrunk, and enlarged
 def test_union_pixels_equal_once(folder, table, size):
+    """The core's resize reads only a window's own pixels, which libjpeg-turbo's crop decoding gives exactly as
+    the whole decode does, and a view does not depend on where its window lies: the same pixels, bit for bit."""
     got = views_by_mode(folder, table, ["once", "union"], size)
-    differing = total = 0
     for i, once in got["once"].items():
         for v, (a, b) in enumerate(zip(once, got["union"][i])):
             assert a.shape == b.shape == (*size, 3)
+            np.testing.assert_array_equal(a, b, err_msg=f"index {i} view {v}")
+
+
+@pytest.mark.parametrize("size", [(40, 48), (150, 130)])
+def test_union_pixels_with_dali_resize(folder, table, size):
+    got = views_by_mode(folder, table, ["once", "union"], size, resize="dali")
+    differing = total = 0
+    for i, once in got["once"].items():
+        for v, (a, b) in enumerate(zip(once, got["union"][i])):
             diff = np.abs(a - b)
-            # The region holds the whole decode's very pixels (libjpeg-turbo's crop decoding gives them exactly)
-            # and reaches past every window by the resize filter's radius, so the resize reads the same pixels;
-            # only its float rounding may differ (it runs over a different input extent): 1 level, rarely.
+            # The region holds the whole decode's very pixels and reaches past every window by DALI's filter
+            # radius, so its resize reads the same pixels; only its float rounding may differ (it runs over a
+            # different input extent): 1 level, rarely.
             assert diff.max() <= 1, (i, v, diff.max())
             differing, total = differing + np.count_nonzero(diff), total + diff.size
     assert differing <= 0.001 * total, differing / total
 
 
-def test_union_region_holds_every_window_and_its_filter_reach(folder, table):
+@pytest.mark.parametrize("resize", ["ccrop", "dali"])
+def test_union_region_holds_every_window(folder, table, resize):
+    """The region is the windows' union: with DALI's resize widened by its filter's reach, clamped to the image."""
     size = (40, 48)
 
     @pipeline_def(batch_size=len(folder), num_threads=2, device_id=None, prefetch_queue_depth=1)
@@ -61,7 +73,7 @@ def test_union_region_holds_every_window_and_its_filter_reach(folder, table):
         shapes = fn.peek_image_shape(jpegs)
         windows = contrastive_crop_windows(shapes, index, table, num_views=3, scale=(0.1, 0.9))
         rois = fn.cast(windows, dtype=types.FLOAT)  # (top, left, h, w) as a stand-in ROI: only shifted
-        region, local = _union_and_local_rois(windows, rois, shapes, [size] * 3)
+        region, local = _union_and_local_rois(windows, rois, shapes, [size] * 3, resize)
         return windows, region, local, shapes
 
     p = pipe()
@@ -70,7 +82,7 @@ def test_union_region_holds_every_window_and_its_filter_reach(folder, table):
     for s in range(len(folder)):
         w, (top, left), (h, wd) = np.array(windows[s]), *np.array(region[s])
         H, W = np.array(shapes[s])[:2]
-        pad_y, pad_x = -(-w[:, 2] // size[0]) + 1, -(-w[:, 3] // size[1]) + 1
+        pad_y, pad_x = (-(-w[:, 2] // size[0]) + 1, -(-w[:, 3] // size[1]) + 1) if resize == "dali" else (0, 0)
         assert top == max(0, (w[:, 0] - pad_y).min()) and left == max(0, (w[:, 1] - pad_x).min())
         assert top + h == min(H, (w[:, 0] + w[:, 2] + pad_y).max())
         assert left + wd == min(W, (w[:, 1] + w[:, 3] + pad_x).max())
