@@ -7,9 +7,11 @@ same files, batch size and threads for every contender, contenders alternating
 round by round, each keeping its best round (``ccrop bench``'s timing: a pipeline
 runs exactly one epoch per call and nothing ahead while the others are timed).
 Two views (``--what pairs``): ContrastiveCrop decoding once (``decode="once"``),
-each window (``"slice"``) and the union of the windows (``"union"``), against DALI
-RandomResizedCrop as ``decoders.image_random_crop`` per view and as one decode +
-``random_resized_crop`` per view; a bare full decode for scale. Multi-crop
+each window (``"slice"``) and the union of the windows (``"union"``), resized by
+the default on the CPU (the core's resampler), and the union resized by DALI's
+``fn.resize`` (``resize="dali"``), against DALI RandomResizedCrop as
+``decoders.image_random_crop`` per view and as one decode + ``random_resized_crop``
+per view; a bare full decode for scale. Multi-crop
 (``--what multi-crop``): ``contrastive_crop_groups`` with ``multi_crop_groups()``
 (2 x 224 at scale (0.14, 1) and 6 x 96 at (0.05, 0.14)) decoding the union and
 the whole image, against the two-view 224 pair of the same decode mode.
@@ -110,17 +112,17 @@ def main(argv: list[str] | None = None) -> None:
             *[(f"ContrastiveCrop, decode={mode!r}", f"{rate['ccrop_' + mode]:.0f} pairs/s",
                f"{rate['ccrop_' + mode] / rrc:.2f} x best RRC") for mode in ("once", "slice", "union")],
             ("ContrastiveCrop, decode='union', resize='dali'", f"{rate['ccrop_union_dali']:.0f} pairs/s",
-             f"{rate['ccrop_union_dali'] / rrc:.2f} x best RRC; the core's resampler "
-             f"{rate['ccrop_union'] / rate['ccrop_union_dali']:.2f} x DALI's resize"),
+             (f"{rate['ccrop_union_dali'] / rrc:.2f} x best RRC; the core's resampler "
+              f"{rate['ccrop_union'] / rate['ccrop_union_dali']:.2f} x DALI's resize")),
             ("ratio best ContrastiveCrop / best DALI RRC",
              f"{max(rate['ccrop_' + m] for m in ('once', 'slice', 'union')) / rrc:.2f}", "goal >= 1.3"),
             ("decode only (whole image)", f"{rate['decode_only']:.0f} img/s", ""),
         ]
     if args.what != "pairs":
         rows += [(f"multi-crop 2x224 + 6x96, decode={mode!r}", f"{rate['multi_' + mode]:.0f} sets/s",
-                  f"cost {rate['ccrop_' + mode] / rate['multi_' + mode]:.2f} x a pair ({mode}); "
-                  f"{max(rate['ccrop_once'], rate['ccrop_union']) / rate['multi_' + mode]:.2f} x the best pair; "
-                  f"goal <= 1.5") for mode in ("once", "union")]
+                  (f"cost {rate['ccrop_' + mode] / rate['multi_' + mode]:.2f} x a pair ({mode}); "
+                   f"{max(rate['ccrop_once'], rate['ccrop_union']) / rate['multi_' + mode]:.2f} x the best pair; "
+                   "goal <= 1.5")) for mode in ("once", "union")]
     report(title, rows)
 
 

@@ -120,7 +120,7 @@ def file_reader_pipeline(dataset: FolderFiles | str | Path, table: BoxTable | st
                          scale: tuple[float, float] = (0.2, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
                          alpha: float = 0.6, flip: bool = True, shard_id: int = 0, num_shards: int = 1,
                          shuffle: bool = True, seed: int = 0, last_batch: str = "drop",
-                         prefetch_queue_depth: int = 2, decode: str = "auto",
+                         prefetch_queue_depth: int = 2, decode: str = "auto", resize: str = "auto",
                          view_augment: ViewAugment | Sequence[ViewAugment] | None = None) -> Pipeline:
     """A built pipeline reading ``dataset`` (or an image folder) with ``fn.readers.file``, sharded.
 
@@ -129,7 +129,7 @@ def file_reader_pipeline(dataset: FolderFiles | str | Path, table: BoxTable | st
     for multi-node runs (e.g. the global rank and world size); ``shuffle`` reshuffles
     every epoch. ``view_augment``: DALI ops applied to each view (one callable, or
     one per view, e.g. ``ssl_view_augment`` with BYOL's asymmetric settings).
-    Iterate with ``ContrastiveCropIterator``.
+    ``decode``, ``resize``: see ``crop_resize_views``. Iterate with ``ContrastiveCropIterator``.
     """
     augments = _per_view(view_augment, num_views)
     if not isinstance(dataset, FolderFiles):
@@ -146,7 +146,8 @@ def file_reader_pipeline(dataset: FolderFiles | str | Path, table: BoxTable | st
             files=dataset.files, labels=[int(i) for i in dataset.indices], shard_id=shard_id, num_shards=num_shards,
             random_shuffle=shuffle, pad_last_batch=last_batch != "partial", stick_to_shard=True, name=READER_NAME)
         views = contrastive_crop_views(jpegs, indices, table, size=size, num_views=num_views, scale=scale,
-                                       ratio=ratio, alpha=alpha, flip=flip, device=device, decode=decode)
+                                       ratio=ratio, alpha=alpha, flip=flip, device=device, decode=decode,
+                                       resize=resize)
         views = [augment(view) if augment else view for augment, view in zip(augments, views)]
         return (*views, _class_labels(indices, _labels_by_index(dataset)), fn.cast(indices, dtype=types.INT64))
 
@@ -293,11 +294,11 @@ class ExternalSourceReader:
 
 def external_source_pipeline(reader: ExternalSourceReader, *, num_threads: int = 4, py_num_workers: int = 2,
                              device: str = "cpu", device_id: int | None = None, size: tuple[int, int] = (224, 224),
-                             prefetch_queue_depth: int = 2, decode: str = "auto") -> Pipeline:
+                             prefetch_queue_depth: int = 2, decode: str = "auto", resize: str = "auto") -> Pipeline:
     """A built pipeline whose samples come from ``reader`` in ``py_num_workers`` worker processes.
 
     Windows are computed in the workers (from the live table); decoding and
-    resizing run in the pipeline, on ``device``.
+    resizing run in the pipeline, on ``device`` (``decode``, ``resize``: see ``crop_resize_views``).
     """
     device_id = _device_id_for(device, device_id)
 
@@ -308,7 +309,7 @@ def external_source_pipeline(reader: ExternalSourceReader, *, num_threads: int =
             source=reader, num_outputs=5, batch=False, parallel=True,
             dtype=[types.UINT8, types.INT64, types.INT64, types.INT32, types.FLOAT])
         views = crop_resize_views(checked_images(encoded, index), windows, rois, num_views=reader.num_views,
-                                  size=size, device=device, decode=decode)
+                                  size=size, device=device, decode=decode, resize=resize)
         return (*views, label, index)
 
     pipe = pipeline()

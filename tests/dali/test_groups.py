@@ -69,8 +69,7 @@ def test_windows_equal_sample_crop_per_group(folder, table, use_boxes):
 
 
 def test_decode_modes_and_decoded_variant_agree(folder, table):
-    (once, union, sliced, decoded), windows = run_groups(folder, table, modes=("once", "union", "slice"),
-                                                         decoded=True)
+    (once, union, sliced, decoded), _ = run_groups(folder, table, modes=("once", "union", "slice"), decoded=True)
     for i in once:
         for g in range(len(GROUPS)):
             for a, b, c, d in zip(once[i][g], union[i][g], sliced[i][g], decoded[i][g]):
