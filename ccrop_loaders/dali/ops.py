@@ -5,6 +5,12 @@ Call these inside a ``@pipeline_def`` function. The windows op is a ``numba_func
 ``sample_crop`` use, so all three agree for the same (seed, epoch, index, view).
 The compiled op reads the table's memory and controls at run time: writes and
 ``use_boxes``/``epoch`` changes reach batches not yet prefetched, without rebuilding.
+
+The views are resized (``resize="auto"``) on the CPU by the core's resampler
+(``core.resample``, the one FFCV's decoders use), from a ``numba_function`` op over
+the decoded image or region (each view is ``resize_crop`` of its window, mirrored
+where keyed), and on the GPU by DALI's ``fn.resize``; ``resize="dali"`` keeps
+DALI's resize on the CPU too.
 """
 from __future__ import annotations
 
@@ -26,12 +32,12 @@ from ..core.sampler import check_alpha, check_count, check_range, check_size
 
 DEVICES = ("cpu", "gpu")
 DECODE_MODES = ("auto", "once", "slice", "union")
-# What decode="auto" means per device, chosen by measurement. CPU: "union". It never decodes more than "once" (the
-# union region decoded 11% faster than the whole image, same views), and measured side by side (the contenders of
-# benchmarks/dali_bench.py, 2 threads, 256 JPEGs of shorter side 300-500, a shared 2-core machine) pairs/s
-# union / once median 1.01 over 11 runs (0.83-1.07: machine noise; the resize is ~72% of the time), multi-crop
-# 2x224 + 6x96 median 1.07 (1.00-1.40, 6 runs); "slice" 0.69-0.88 x "once". GPU: "once" until a GPU has measured
-# otherwise (benchmarks/gpu_check.sh prints the table; none has run yet).
+# What decode="auto" means per device, chosen by measurement. CPU: "union". It never decodes more than "once", and
+# with the core's resize (the CPU default, ~3x DALI's fn.resize) the decode weighs more: measured side by side (the
+# contenders of benchmarks/dali_bench.py, 2 threads, 256 JPEGs of shorter side 300-500, a shared 2-core machine,
+# load 2-4), pairs/s union / once median 1.08 over 5 runs (0.99-1.19), "slice" / "once" 0.63-0.74; multi-crop
+# 2x224 + 6x96 costs 1.10-1.36 x a union pair. GPU: "once" until a GPU has measured otherwise
+# (benchmarks/gpu_check.sh prints the table; none has run yet).
 AUTO_DECODE = {"cpu": "union", "gpu": "once"}
 
 
@@ -47,7 +53,7 @@ def views_windows(address, num_samples, index, height, width, params, quantiles,
     Row v of ``params`` float64 (V, 5) (columns ``PARAMS``) sets view v's ranges and
     whether it is boxed (ContrastiveCrop) or plain RandomResizedCrop; view v is keyed
     by sampler view number v. A mirrored view (``flip`` and the keyed coin) has
-    ``x_start > x_end``: DALI's resize flips such a ROI. An index outside the table
+    ``x_start > x_end``: the resize mirrors such an ROI. An index outside the table
     reads no memory and gets the whole image (in a pipeline, ``checked_indices`` has
     failed the batch already).
     """
@@ -244,7 +250,8 @@ def resolve_decode(decode: str, device: str) -> str:
 
 RESIZES = ("auto", "ccrop", "dali")
 # What resize="auto" means per device. CPU: "ccrop", the core's resampler (core.resample: antialiased triangle
-# filter, fixed point, SIMD), ~3x faster than DALI's CPU fn.resize, which was ~75% of a view's time. GPU: DALI's.
+# filter, fixed point, SIMD): union pairs 2.9-4.0x faster than with DALI's CPU fn.resize (benchmarks/dali_bench.py,
+# 5 runs), which was ~75% of a view's time. GPU: DALI's.
 AUTO_RESIZE = {"cpu": "ccrop", "gpu": "dali"}
 
 
@@ -452,8 +459,10 @@ def crop_resize_views(jpegs: DataNode, windows: DataNode, rois: DataNode, *, num
     (``decoders.image_slice``); ``"union"`` decodes once only the union of the
     sample's windows (``decoders.image_slice``: libjpeg-turbo's crop decoding on the
     CPU, nvJPEG's ROI decoding on the GPU) and resizes each ROI, shifted by the
-    region's origin, out of it. ``"auto"`` is ``AUTO_DECODE[device]`` (measured:
-    see its comment).
+    region's origin, out of it. ``"auto"`` is ``AUTO_DECODE[device]``: ``"union"`` on
+    the CPU (``python -m benchmarks.dali_bench``: pairs/s union / once median 1.08
+    over 5 runs, slice / once 0.63-0.74), ``"once"`` on the GPU, where nothing has
+    been measured yet.
 
     ``resize="ccrop"`` resizes on the CPU with the core's resampler
     (``core.resample.resize_crop``: antialiased triangle filter, fixed point, SIMD;
