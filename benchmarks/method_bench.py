@@ -19,7 +19,9 @@ first seed). Nothing differs between the arms but ``--crop``. Reported:
 4. wall time of each phase, and localization's share of the ContrastiveCrop run.
 
 Run: ``python -m benchmarks.method_bench`` (3 seeds, about 15 minutes on 2 CPU
-cores) or ``--quick`` (under a minute). Writes ``OUT/method_bench.json``.
+cores) or ``--quick`` (about a minute). With a single localization pass (``--quick``)
+the steady-state localization share is not measurable and reads n/a (JSON null):
+that one pass holds FFCV's one-off compile. Writes ``OUT/method_bench.json``.
 """
 from __future__ import annotations
 
@@ -48,7 +50,7 @@ CONSISTENCY_EPOCHS = range(4)
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="a small run for CI: 180 images, 3 epochs, one seed, "
-                                                        "DALI too (under a minute)")
+                                                        "DALI too (about a minute)")
     p.add_argument("--images", type=int, default=1530, help="training images (default 1530, 170 per object)")
     p.add_argument("--heldout", type=int, default=450, help="held-out images for k-NN (default 450, 50 per object)")
     p.add_argument("--epochs", type=int, default=20, help="training epochs per run (default 20; warm-up and "
@@ -144,10 +146,20 @@ def one_run(args: argparse.Namespace, data: ObjectDataset, betons: dict[str, Pat
         run["located"] = float(np.mean(np.abs(boxes - np.array([0, 0, 1, 1])).max(axis=1) > 1e-3))
     spent = run["seconds"]["train"] + run["seconds"]["localize"]
     run["seconds"]["localize_share"] = run["seconds"]["localize"] / spent
-    # steady state: medians leave out the first epoch's and first pass's one-off FFCV compile
-    steady_pass = len(pass_s) * float(np.median(pass_s)) if pass_s else 0.0
-    run["seconds"]["localize_share_steady"] = steady_pass / (len(epoch_s) * float(np.median(epoch_s)) + steady_pass)
+    # steady state: without the first epoch's and first pass's one-off FFCV compile (None: one pass cannot tell)
+    one_pass, one_epoch = (steady(pass_s) if pass_s else 0.0), steady(epoch_s)
+    run["seconds"]["localize_share_steady"] = (None if one_pass is None or one_epoch is None else
+                                               len(pass_s) * one_pass / (len(epoch_s) * one_epoch
+                                                                         + len(pass_s) * one_pass))
     return run
+
+
+def steady(seconds: list[float]) -> float | None:
+    """A typical epoch's or pass's time without the first one's one-off compile: the median of three or more (the
+    compile is an outlier), the second of two, None for one (every measurement holds the compile)."""
+    if len(seconds) >= 3:
+        return float(np.median(seconds))
+    return float(seconds[1]) if len(seconds) == 2 else None
 
 
 def random_encoder_knn(data: ObjectDataset, images: dict[str, FullImages], seed: int) -> float:
@@ -160,7 +172,10 @@ def random_encoder_knn(data: ObjectDataset, images: dict[str, FullImages], seed:
                         data.labels["heldout"], len(data.classes))
 
 
-def spread(values: list[float]) -> dict:
+def spread(values: list[float | None]) -> dict:
+    """Mean, std (ddof 1) and the values; mean and std None when a value is None (not measurable)."""
+    if any(v is None for v in values):
+        return {"mean": None, "std": None, "values": list(values)}
     v = np.asarray(values, np.float64)
     return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "values": v.tolist()}
 
@@ -239,6 +254,8 @@ def bench(args: argparse.Namespace, work: Path) -> dict:
 def table(result: dict) -> str:
     """The printed table (what the README shows)."""
     def ms(s: dict, pct: bool = False, digits: int = 3) -> str:
+        if s["mean"] is None:
+            return "n/a"
         f = 100.0 if pct else 1.0
         return f"{f * s['mean']:.{1 if pct else digits}f} ± {f * s['std']:.{1 if pct else digits}f}"
 

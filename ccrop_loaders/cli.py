@@ -117,6 +117,8 @@ def _diagnose(args: argparse.Namespace) -> int:
     try:
         if args.epochs < 1 or args.epochs > 1000:
             raise InspectError(f"--epochs must be from 1 to 1000, got {args.epochs}")
+        if args.json is not None:
+            _check_json_out(args.json)  # before the work
         truth = read_truth(args.truth)
         snap = read_table(args.table)
         sizes = None
@@ -139,13 +141,36 @@ def _diagnose(args: argparse.Namespace) -> int:
     print(f"table: {snap.describe()} ({len(snap):,} samples, seed {snap.seed}); ground truth: {args.truth}")
     print(result.report())
     if args.json is not None:
-        try:
-            args.json.write_text(json.dumps(result.as_dict(), indent=1))
-        except OSError as err:
+        from .core.files import replace_atomically
+
+        try:  # beside it, then renamed over it: a reader never sees half a file; a FIFO or device is refused
+            replace_atomically(args.json, json.dumps(result.as_dict(), indent=1).encode())
+        except (OSError, ValueError) as err:
             print(f"ccrop diagnose: cannot write {args.json}: {err}", file=sys.stderr)
             return 2
         print(f"wrote {args.json}")
     return 0
+
+
+def _check_json_out(out: Path) -> None:
+    """Refuse a --json target that cannot be written as a regular file, before the work."""
+    import os
+    import stat
+
+    from .core.files import file_kind
+    from .inspection import InspectError
+
+    target = Path(os.path.realpath(out))  # a symlink is written through, as atomic_path does
+    if not target.parent.is_dir():
+        raise InspectError(f"cannot write {out}: no folder {target.parent}")
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise InspectError(f"cannot write {out}: {err}") from None
+    if not stat.S_ISREG(mode):
+        raise InspectError(f"cannot write {out}: it is {file_kind(mode)}, not a regular file")
 
 
 def _sizes(text: str):
@@ -154,20 +179,22 @@ def _sizes(text: str):
 
     import numpy as np
 
-    from .diagnostics import image_sizes
+    from .diagnostics import MAX_SIDE, image_sizes
 
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    match = re.fullmatch(r"\s*([0-9]{1,20})\s*[xX]\s*([0-9]{1,20})\s*", text)
     if match:
-        size = np.array([int(match.group(1)), int(match.group(2))], np.int64)
-        if (size < 1).any():
-            raise ValueError(f"--sizes {text}: height and width must be positive")
-        return size
+        height, width = int(match.group(1)), int(match.group(2))
+        if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
+            raise ValueError(f"--sizes {text}: height and width must be from 1 to {MAX_SIDE:,} pixels")
+        return np.array([height, width], np.int64)
     if not Path(text).exists():
         raise FileNotFoundError(f"--sizes {text}: neither HxW (e.g. 96x128) nor an image folder or .beton")
     try:
         return image_sizes(text)
     except ModuleNotFoundError:
         raise
+    except ValueError as err:  # image_sizes names the image or what is wrong with the .beton
+        raise ValueError(f"--sizes {text}: cannot read the image sizes: {err}") from None
     except Exception as err:  # PIL and FFCV's reader raise many kinds on a file of another kind
         raise ValueError(f"--sizes {text}: cannot read the image sizes ({type(err).__name__}: {err})") from None
 

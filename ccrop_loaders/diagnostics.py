@@ -18,24 +18,35 @@ width)``, drawn exactly as every loader draws them (``sample_crops``, same keys)
 Ground truth files (``read_truth``): CSV with a header ``index,y0,x0,y1,x1``
 (optionally ``,height,width`` in pixels), or JSON: a list of objects with those
 keys, or of lists ``[index, y0, x0, y1, x1]`` (optionally ``, height, width``).
-``index`` is the sample's global index (its table row).
+``index`` is the sample's global index (its table row). Files are UTF-8 (a BOM is fine), regular, at most
+``MAX_TRUTH_BYTES``; a FIFO, a device, a folder or a file holding NUL bytes is refused without being read.
 """
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
+import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .core.files import open_regular
 from .core.sampler import FULL_BOX, check_boxes, sample_crops
 
 FIELDS = ("index", "y0", "x0", "y1", "x1")
 SIZE_FIELDS = ("height", "width")
+MAX_TRUTH_BYTES = 1 << 30  # 1 GiB: about 15 million CSV rows; larger files are refused before reading
+MAX_INDEX = 2**63 - 1      # the sampler's bounds on sample indices and image sides
+MAX_SIDE = 2**31 - 1
+# A share of the object counts as "at least coverage" up to this much float rounding: 0.3 computed as
+# 63 * 10 / (210 * 10) can come out 0.29999999999999993.
+COVERAGE_TOLERANCE = 1e-9
+_CHUNK = 1 << 24
 
 
 class TruthError(ValueError):
@@ -50,6 +61,8 @@ class Truth:
     indices: np.ndarray
     boxes: np.ndarray
     sizes: np.ndarray | None = None
+    source: str | None = field(default=None, compare=False)    # the file read (read_truth), for messages
+    where: list[str] | None = field(default=None, compare=False)  # each row's line or entry in it, same order
 
 
 @dataclass
@@ -116,11 +129,13 @@ def view_consistency(boxes, truth, sizes, *, indices=None, alpha: float = 0.6, s
                      epochs: Sequence[int] = range(4), coverage: float = 0.3,
                      scale: tuple[float, float] = (0.2, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> float:
     """Fraction of view pairs (views 0 and 1, each epoch in ``epochs``) whose two windows, sampled from ``boxes``
-    with ``alpha``, both cover at least ``coverage`` of the ``truth`` box. ``boxes`` = the full box with
+    with ``alpha``, both cover at least ``coverage`` of the ``truth`` box (up to ``COVERAGE_TOLERANCE``: an
+    exact 30% counts whatever the float rounding). ``boxes`` = the full box with
     ``alpha=1`` is RandomResizedCrop. ``indices``: the samples' global indices (keys of their windows; default
     ``0..n-1``); the other arguments as ``box_diagnostics``."""
     truth = np.asarray(truth, np.float64)
     n = len(truth)
+    epochs = _checked_epochs(epochs)
     boxes = np.broadcast_to(np.asarray(boxes, np.float64), (n, 4))
     indices = np.arange(n) if indices is None else np.asarray(indices)
     sizes = np.asarray(sizes, np.int64)
@@ -128,7 +143,7 @@ def view_consistency(boxes, truth, sizes, *, indices=None, alpha: float = 0.6, s
     for epoch in epochs:
         windows = sample_crops(sizes[:, 0], sizes[:, 1], boxes, indices, views=2, scale=scale, ratio=ratio,
                                alpha=alpha, seed=seed, epoch=int(epoch))
-        held = [object_coverage(windows[:, v], truth, sizes) >= coverage for v in (0, 1)]
+        held = [object_coverage(windows[:, v], truth, sizes) >= coverage - COVERAGE_TOLERANCE for v in (0, 1)]
         both.append(held[0] & held[1])
     return float(np.mean(np.concatenate(both)))
 
@@ -150,12 +165,22 @@ def box_diagnostics(table_or_boxes, truth, image_sizes=None, *, indices=None, al
     ``seed`` (default: the table's seed, else 0), ``scale``, ``ratio``, ``alpha`` for ContrastiveCrop, over
     ``epochs``; a view pair counts when both views hold at least ``coverage`` of the object's box.
     """
+    where = None  # each truth row's line or entry in its file, for messages
     if isinstance(truth, Truth):
+        if truth.source is not None and truth.where is not None and indices is None:
+            where = [f"{truth.source}, {w}" for w in truth.where]
         indices = truth.indices if indices is None else indices
         image_sizes = truth.sizes if image_sizes is None else image_sizes
         truth = truth.boxes
     truth = _checked_truth(truth)
     n = len(truth)
+
+    def name(i: int) -> str:
+        return where[i] if where is not None else f"ground truth row {i}"
+
+    if n == 0:
+        raise TruthError("no ground-truth boxes: the figures need at least one")
+    epochs = _checked_epochs(epochs)
     rows, table_seed = _rows_of(table_or_boxes)
     indices = np.arange(n) if indices is None else np.asarray(indices)
     if indices.shape != (n,) or not np.issubdtype(indices.dtype, np.integer):
@@ -163,17 +188,26 @@ def box_diagnostics(table_or_boxes, truth, image_sizes=None, *, indices=None, al
                          f"{indices.shape}")
     bad = np.flatnonzero((indices < 0) | (indices >= len(rows)))
     if bad.size:
-        raise TruthError(f"ground truth row {bad[0]}: index {indices[bad[0]]} is not a row of the table "
+        raise TruthError(f"{name(bad[0])}: index {indices[bad[0]]} is not a row of the table "
                          f"({len(rows)} samples, rows 0 to {len(rows) - 1})")
+    order = np.argsort(indices, kind="stable")
+    same = np.flatnonzero(indices[order][1:] == indices[order][:-1])
+    if same.size:
+        first, again = order[same[0]], order[same[0] + 1]
+        raise TruthError(f"{name(again)}: index {indices[again]} has a ground-truth box already ({name(first)}); "
+                         "give each sample one box")
     if image_sizes is None:
         raise TruthError("image sizes are needed (the windows are drawn in pixels): pass image_sizes, or ground "
                          "truth with height and width")
     sizes = np.asarray(image_sizes)
     if sizes.shape == (2,):
         sizes = np.broadcast_to(sizes, (n, 2))
-    if sizes.shape != (n, 2) or not np.issubdtype(sizes.dtype, np.integer) or (sizes < 1).any():
-        raise TruthError(f"image_sizes must be positive integers (height, width), one pair or one per ground-truth "
-                         f"box (n = {n}), got {sizes.dtype} {sizes.shape}")
+    if sizes.shape != (n, 2) or not np.issubdtype(sizes.dtype, np.integer) or (sizes < 1).any() or (
+            sizes > MAX_SIDE).any():
+        raise TruthError(f"image_sizes must be integers (height, width) from 1 to {MAX_SIDE}, one pair or one per "
+                         f"ground-truth box (n = {n}), got {sizes.dtype} {sizes.shape}" +
+                         (f" holding {sizes.min()} to {sizes.max()}" if np.issubdtype(sizes.dtype, np.number)
+                          and sizes.size else ""))
     if not 0 < coverage <= 1:
         raise ValueError(f"coverage must be in (0, 1], got {coverage}")
     seed = table_seed if seed is None else seed
@@ -188,6 +222,15 @@ def box_diagnostics(table_or_boxes, truth, image_sizes=None, *, indices=None, al
         consistency_ccrop=view_consistency(boxes, truth, sizes, alpha=alpha, **common),
         consistency_rrc=view_consistency(full, truth, sizes, alpha=1.0, **common),
         consistency_truth=view_consistency(truth, truth, sizes, alpha=alpha, **common))
+
+
+def _checked_epochs(epochs) -> list[int]:
+    """``epochs`` as a non-empty list of integers (the sampler checks their range)."""
+    values = list(epochs)
+    if not values or not all(isinstance(e, (int, np.integer)) and not isinstance(e, (bool, np.bool_))
+                             for e in values):
+        raise ValueError(f"epochs must be one or more integers, got {epochs!r}")
+    return [int(e) for e in values]
 
 
 def _rows_of(table_or_boxes) -> tuple[np.ndarray, int]:
@@ -221,13 +264,12 @@ def read_truth(path: str | os.PathLike) -> Truth:
 
     Raises ``TruthError`` naming the file, the row (CSV: its line; JSON: its entry) and the field of the first
     malformed value: a missing or extra field, a non-number, a coordinate outside [0, 1], y0 >= y1 or
-    x0 >= x1, a negative or non-integer index or size, an index given twice.
+    x0 >= x1, a negative, non-integer or too large index or size, an index given twice. A file that is not a
+    regular file, is larger than ``MAX_TRUTH_BYTES``, holds NUL bytes or is not UTF-8 is refused before
+    anything is parsed.
     """
     path = Path(path)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as err:
-        raise TruthError(f"cannot read the ground truth {path}: {err}") from None
+    text = _read_text(path)
     if path.suffix.lower() == ".json" or text.lstrip()[:1] in ("[", "{"):
         records = _json_records(path, text)
     else:
@@ -239,7 +281,7 @@ def read_truth(path: str | os.PathLike) -> Truth:
         raise TruthError(f"{path}: some rows have height and width and others not; give them for all or none")
     indices, boxes, sizes, seen = [], [], [], {}
     for where, values in records:
-        index = _integer(path, where, "index", values[0], lo=0)
+        index = _integer(path, where, "index", values[0], lo=0, hi=MAX_INDEX)
         if index in seen:
             raise TruthError(f"{path}, {where}: index {index} was given before ({seen[index]})")
         seen[index] = where
@@ -251,20 +293,64 @@ def read_truth(path: str | os.PathLike) -> Truth:
         indices.append(index)
         boxes.append(box)
         if len(values) == 7:
-            sizes.append([_integer(path, where, name, v, lo=1) for name, v in zip(SIZE_FIELDS, values[5:])])
-    order = np.argsort(indices, kind="stable")
+            sizes.append([_integer(path, where, name, v, lo=1, hi=MAX_SIDE) for name, v in zip(SIZE_FIELDS, values[5:])])
+    order = np.argsort(np.array(indices, np.int64), kind="stable")
     return Truth(np.array(indices, np.int64)[order], np.array(boxes, np.float64)[order],
-                 np.array(sizes, np.int64)[order] if sizes else None)
+                 np.array(sizes, np.int64)[order] if sizes else None, str(path), [records[i][0] for i in order])
+
+
+def _read_text(path: Path) -> str:
+    """The file's text: a regular file (never blocking on a FIFO), at most ``MAX_TRUTH_BYTES``, no NUL, UTF-8."""
+    try:
+        fd = open_regular(path, os.O_RDONLY, f"ground truth file {path}")
+    except ValueError as err:
+        raise TruthError(str(err)) from None
+    except OSError as err:
+        raise TruthError(f"cannot read the ground truth {path}: {err.strerror or err}") from None
+    chunks, total = [], 0
+    try:
+        size = os.fstat(fd).st_size
+        if size > MAX_TRUTH_BYTES:
+            raise TruthError(f"{path} is {size:,} bytes; ground truth files are at most {MAX_TRUTH_BYTES:,} bytes "
+                             "(give the boxes of a subset of the samples)")
+        while True:  # chunks: a file that grows, or claims a wrong size, is still stopped at the limit
+            chunk = os.read(fd, _CHUNK)
+            if not chunk:
+                break
+            nul = chunk.find(b"\0")
+            if nul >= 0:
+                raise TruthError(f"{path} holds a NUL byte (at byte {total + nul:,}): not a CSV or JSON text file")
+            total += len(chunk)
+            if total > MAX_TRUTH_BYTES:
+                raise TruthError(f"{path} holds more than {MAX_TRUTH_BYTES:,} bytes; ground truth files are at most "
+                                 "that (give the boxes of a subset of the samples)")
+            chunks.append(chunk)
+    except OSError as err:
+        raise TruthError(f"cannot read the ground truth {path}: {err.strerror or err}") from None
+    finally:
+        os.close(fd)
+    try:
+        return b"".join(chunks).decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise TruthError(f"{path} is not UTF-8 text (byte {err.start:,}: {err.reason})") from None
 
 
 def _csv_records(path: Path, text: str) -> list[tuple[str, list]]:
-    rows = [(n, row) for n, row in enumerate(csv.reader(text.splitlines()), start=1) if any(c.strip() for c in row)]
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows = []
+    try:
+        for row in reader:
+            if any(c.strip() for c in row):
+                rows.append((reader.line_num, row))
+    except csv.Error as err:  # a field over csv's size limit, a stray quote in strict mode
+        raise TruthError(f"{path}, line {reader.line_num}: not CSV ({err})") from None
     if not rows:
         return []
     header = [c.strip().lower() for c in rows[0][1]]
     if header not in (list(FIELDS), list(FIELDS + SIZE_FIELDS)):
+        shown = ",".join(header)
         raise TruthError(f"{path}, line {rows[0][0]}: the header must be {','.join(FIELDS)} (optionally "
-                         f"{','.join(SIZE_FIELDS)} after it), got {','.join(header)!r}")
+                         f"{','.join(SIZE_FIELDS)} after it), got {shown[:200]!r}")
     records = []
     for n, row in rows[1:]:
         if len(row) != len(header):
@@ -278,6 +364,10 @@ def _json_records(path: Path, text: str) -> list[tuple[str, list]]:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise TruthError(f"{path} is not valid JSON: {err}") from None
+    except RecursionError:
+        raise TruthError(f"{path}: JSON nested too deeply (a ground truth file is a list of lists or objects)") from None
+    except ValueError as err:  # an integer of more digits than Python converts (sys.get_int_max_str_digits)
+        raise TruthError(f"{path} is not usable JSON: {err}") from None
     if not isinstance(data, list):
         raise TruthError(f"{path}: expected a JSON list of boxes, got {type(data).__name__}")
     records = []
@@ -289,41 +379,79 @@ def _json_records(path: Path, text: str) -> list[tuple[str, list]]:
             extra = sorted(set(entry) - set(keys))
             if missing or extra:
                 raise TruthError(f"{path}, {where}: " + (f"missing field {missing[0]!r}" if missing else
-                                                         f"unknown field {extra[0]!r}") +
+                                                         f"unknown field {extra[0][:100]!r}") +
                                  f" (expected {', '.join(keys)})")
             records.append((where, [entry[k] for k in keys]))
         elif isinstance(entry, list) and len(entry) in (5, 7):
             records.append((where, entry))
         else:
             raise TruthError(f"{path}, {where}: expected an object with {', '.join(FIELDS)} or a list [index, y0, "
-                             f"x0, y1, x1] (optionally height, width), got {entry!r}")
+                             f"x0, y1, x1] (optionally height, width), got {_shown(entry)}")
     return records
 
 
-def _number(path: Path, where: str, name: str, value) -> float:
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def _shown(value) -> str:
+    """``repr`` of a value from a file, cut short (a field may be megabytes)."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text):,} characters)"
+
+
+def _as_float(value) -> float:
+    """A JSON number or a decimal string as a float; NaN for anything else (bools, text, lists, huge ints)."""
+    if isinstance(value, bool):
+        return math.nan
+    if isinstance(value, str):
+        value = value.strip()
+        if value.lower() in ("nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"):
+            return math.nan
+        if len(value) > 400 or not _DECIMAL.fullmatch(value):  # float() would take '1_0' and ' 1 ', '١'
+            return math.nan
+    if not isinstance(value, (int, float, str)):
+        return math.nan
     try:
-        v = float(value) if not isinstance(value, bool) else math.nan
-    except (TypeError, ValueError):
-        v = math.nan
+        return float(value)
+    except (ValueError, OverflowError):
+        return math.nan
+
+
+def _number(path: Path, where: str, name: str, value) -> float:
+    v = _as_float(value)
     if not (math.isfinite(v) and 0.0 <= v <= 1.0):
-        raise TruthError(f"{path}, {where}: field {name} = {value!r} is not a number in [0, 1] (boxes are "
+        raise TruthError(f"{path}, {where}: field {name} = {_shown(value)} is not a number in [0, 1] (boxes are "
                          "normalized)")
     return v
 
 
-def _integer(path: Path, where: str, name: str, value, lo: int) -> int:
-    try:
-        v = float(value) if not isinstance(value, bool) else math.nan
-    except (TypeError, ValueError):
-        v = math.nan
-    if not (math.isfinite(v) and v == int(v) and v >= lo):
-        raise TruthError(f"{path}, {where}: field {name} = {value!r} is not an integer >= {lo}")
-    return int(v)
+def _integer(path: Path, where: str, name: str, value, lo: int, hi: int) -> int:
+    """An exact integer in [lo, hi]: an int, an integral float below 2**53 (3.0, 1e3), or the text of either."""
+    v = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        v = value
+    elif isinstance(value, str) and re.fullmatch(r"\s*[+-]?[0-9]{1,30}\s*", value):
+        v = int(value)
+    else:
+        f = _as_float(value)
+        if math.isfinite(f) and f == int(f):
+            if abs(f) >= 2**53:  # from 2**53 on a float is not an exact integer: 9007199254740993.0 reads ...992
+                raise TruthError(f"{path}, {where}: field {name} = {_shown(value)} is too large to be exact as a "
+                                 "decimal or exponent number; write it in digits only")
+            v = int(f)
+    if v is None or v < lo:
+        raise TruthError(f"{path}, {where}: field {name} = {_shown(value)} is not an integer >= {lo}")
+    if v > hi:
+        raise TruthError(f"{path}, {where}: field {name} = {_shown(value)} is above {hi:,}, the largest "
+                         f"{'sample index' if name == 'index' else 'image side'} the sampler takes")
+    return v
 
 
 def image_sizes(source: str | os.PathLike) -> np.ndarray:
     """int64 (n, 2) ``(height, width)`` of every image, in global-index order, of an image folder (read from the
-    headers) or a ``.beton`` (its stored sizes, which the FFCV loader crops)."""
+    headers, EXIF orientation applied as the loaders apply it) or a ``.beton`` (the stored sizes of its RGB image
+    field, which the FFCV loader crops). Raises ``ValueError`` naming an unreadable image or a malformed
+    ``.beton``."""
     source = Path(source)
     if source.is_dir():
         from PIL import Image
@@ -332,14 +460,50 @@ def image_sizes(source: str | os.PathLike) -> np.ndarray:
 
         sizes = []
         for p, _ in list_images(source)[0]:
-            with Image.open(p) as img:
-                sizes.append(img.size[::-1])
-        return np.array(sizes, np.int64)
+            try:
+                with Image.open(p) as img:
+                    width, height = img.size
+                    if img.getexif().get(0x0112) in (5, 6, 7, 8):  # rotated a quarter turn: load_rgb swaps the sides
+                        width, height = height, width
+            except Exception as err:  # Pillow raises many kinds on a broken file
+                raise ValueError(f"cannot read the size of {p}: {type(err).__name__}: {err}") from None
+            sizes.append((height, width))
+        return np.array(sizes, np.int64).reshape(-1, 2)
     if not source.is_file():
         raise FileNotFoundError(f"no image folder or .beton at {source}")
-    from ffcv.reader import Reader
+    return _beton_sizes(source)
 
-    reader = Reader(str(source))
-    field = reader.field_names.index("image") if "image" in reader.field_names else 0
-    meta = reader.metadata[f"f{field}"]
+
+def _beton_sizes(source: Path) -> np.ndarray:
+    from ffcv.reader import Reader
+    from ffcv.types import HeaderType
+
+    file_size = source.stat().st_size
+
+    class Declared(ValueError):
+        pass
+
+    class CheckedReader(Reader):
+        """FFCV's reader, refusing a header that declares more samples than the file holds (numpy would allocate
+        them all first)."""
+
+        def read_metadata(self):
+            offset = HeaderType.itemsize + int(self.field_descriptors.nbytes)
+            need = int(self.num_samples) * self.metadata_type.itemsize
+            if offset + need > file_size:
+                raise Declared(f"{source} declares {int(self.num_samples):,} samples ({need:,} bytes of metadata) "
+                                 f"but is {file_size:,} bytes: not a complete .beton")
+            super().read_metadata()
+
+    try:
+        reader = CheckedReader(str(source))
+    except Declared:
+        raise
+    except Exception as err:  # ffcv asserts, and numpy raises what it raises on a file of another kind
+        raise ValueError(f"{source} is not a readable .beton ({type(err).__name__}: {err})") from None
+    fields = [name for name, handler in reader.handlers.items() if type(handler).__name__ == "RGBImageField"]
+    if not fields:
+        raise ValueError(f"{source} has no RGB image field (fields: {', '.join(reader.field_names)})")
+    name = "image" if "image" in fields else fields[0]
+    meta = reader.metadata[f"f{reader.field_names.index(name)}"]
     return np.stack([meta["height"], meta["width"]], axis=1).astype(np.int64)

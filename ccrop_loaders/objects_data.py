@@ -168,6 +168,23 @@ def write_truth(path: str | Path, boxes: np.ndarray, sizes: np.ndarray | None = 
             out.writerow([i, *(f"{v:.6f}" for v in box)] + ([int(v) for v in sizes[i]] if sizes is not None else []))
 
 
+def _check_split_folder(folder: Path, files: set[Path]) -> None:
+    """Refuse a split folder that holds anything this run does not write (a file or class folder of another run
+    or of the user): the loaders would list it, shifting the indices and labels the truth CSV gives. Rerunning
+    with the same or more images rewrites the same files and is fine."""
+    if not folder.exists() and not folder.is_symlink():
+        return
+    if not folder.is_dir():
+        raise ValueError(f"{folder} exists and is not a folder: choose a new or empty output folder")
+    classes = {f.parts[0] for f in files}
+    for entry in sorted(folder.rglob("*")):
+        relative = entry.relative_to(folder)
+        ours = relative in files if not entry.is_dir() else (len(relative.parts) == 1 and relative.name in classes)
+        if not ours:
+            raise ValueError(f"{folder} already holds {relative}, which this run would not write (another run with "
+                             "more images, or other data): choose a new or empty output folder")
+
+
 def make_object_dataset(
     root: str | Path,
     num_images: int = 2000,
@@ -197,8 +214,10 @@ def make_object_dataset(
     if num_images < 1 or heldout < 0:
         raise ValueError(f"num_images must be >= 1 and heldout >= 0, got {num_images} and {heldout}")
     root = Path(root)
+    names = sorted(OBJECTS)
+    for split, count in (("train", num_images), ("heldout", heldout)):
+        _check_split_folder(root / split, {Path(names[n % len(names)]) / f"{n:05d}.jpg" for n in range(count)})
     objects, backgrounds = _load_sources()
-    names = sorted(objects)
     result = ObjectDataset(root, names, {}, {}, {}, {}, {})
     for split, count, stream in (("train", num_images, 0), ("heldout", heldout, 1)):
         if count == 0:
@@ -236,7 +255,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.images < 1 or args.heldout < 0:
         parser.error("--images must be at least 1 and --heldout at least 0")
-    data = make_object_dataset(args.out, args.images, heldout=args.heldout, seed=args.seed)
+    try:
+        data = make_object_dataset(args.out, args.images, heldout=args.heldout, seed=args.seed)
+    except (ValueError, OSError) as err:
+        parser.exit(2, f"{parser.prog}: {err}\n")
     print(f"wrote {args.images} + {args.heldout} JPEGs of {len(data.classes)} objects to {args.out} "
           f"({', '.join(data.classes)}); boxes in {', '.join(str(p) for p in data.truth.values())}")
 

@@ -6,6 +6,7 @@ import pytest
 
 from ccrop_loaders import BoxTable
 from ccrop_loaders.cli import main as ccrop
+from ccrop_loaders.core.sampler import sample_crops
 from ccrop_loaders.diagnostics import (
     Truth,
     TruthError,
@@ -77,7 +78,7 @@ def test_box_diagnostics_refuses_what_it_cannot_use():
         box_diagnostics(boxes, [[0, 0, 1, 1]], (10, 10), indices=[5])
     with pytest.raises(TruthError, match="image sizes are needed"):
         box_diagnostics(boxes, [[0, 0, 1, 1]])
-    with pytest.raises(TruthError, match="image_sizes must be positive"):
+    with pytest.raises(TruthError, match="image_sizes must be integers \\(height, width\\) from 1 to"):
         box_diagnostics(boxes, [[0, 0, 1, 1]], [[10, 0]])
 
 
@@ -173,3 +174,211 @@ def test_ccrop_diagnose_reads_sizes_from_the_image_folder(tmp_path, capsys):
                   str(own)]) == 0
     assert json.loads(own.read_text()) == figures
     capsys.readouterr()
+
+
+# ----------------------------------------------------------------- hostile inputs (review of issue 16)
+
+
+@pytest.mark.parametrize("name, data, message", [
+    # indices beyond int64 were an OverflowError traceback; floats beyond 2**53 silently rounded
+    ("a.csv", b"index,y0,x0,y1,x1\n1180591620717411303424,0,0,1,1\n", "line 2: field index = .* is above 9,223"),
+    ("a.json", b"[[1180591620717411303424, 0, 0, 1, 1]]", "entry 0: field index = .* is above 9,223"),
+    ("a.json", b"[[" + b"1" * 400 + b", 0, 0, 1, 1]]", r"entry 0: field index = '?1111.*\(400 characters\) is above"),
+    ("a.csv", b"index,y0,x0,y1,x1\n1e20,0,0,1,1\n", "line 2: field index = '1e20' is too large to be exact"),
+    ("a.csv", b"index,y0,x0,y1,x1\n9007199254740993.0,0,0,1,1\n", "too large to be exact"),
+    ("a.csv", b"index,y0,x0,y1,x1\n1_0,0,0,1,1\n", "line 2: field index = '1_0' is not an integer >= 0"),
+    ("a.csv", b"index,y0,x0,y1,x1\n0,0,0,1_0,1\n", "line 2: field y1 = '1_0' is not a number in"),
+    ("a.csv", b"index,y0,x0,y1,x1,height,width\n0,0,0,1,1,99999999999,5\n", "field height = .* is above 2,147"),
+    ("a.csv", b"index,y0,x0,y1,x1,height,width\n0,0,0,1,1,1e30,5\n", "field height = '1e30' is too large"),
+    ("a.json", b"[[0, 0, 0, 1e400, 1]]", "entry 0: field y1 = inf is not a number"),
+    ("a.json", b"[[0, 0, 0, " + b"1" * 400 + b", 1]]", "entry 0: field y1 = .* is not a number in"),
+    # a JSON nested deeper than Python recurses was a RecursionError traceback
+    ("a.json", b"[" * 100_000, "JSON nested too deeply"),
+    ("a.json", b"[[" + b"1" * 5000 + b", 0, 0, 1, 1]]", "a.json is not usable JSON: Exceeds the limit"),
+    # a field over csv's size limit was a _csv.Error traceback; NUL bytes are refused at once
+    ("a.csv", b"index,y0,x0,y1,x1\n0," + b"1" * 200_000 + b",0,1,1\n", "line 2: not CSV"),
+    ("a.csv", b"index,y0,x0,y1,x1\n0,0\0,0,1,1\n", "holds a NUL byte \\(at byte 21\\)"),
+    ("a.csv", b"index,y0,x0,y1,x1\n\xff,0,0,1,1\n", "is not UTF-8 text \\(byte 18"),
+])
+def test_hostile_truth_is_a_one_line_error(tmp_path, name, data, message):
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(TruthError, match=message):
+        read_truth(path)
+
+
+def test_bom_crlf_and_quoted_newlines_are_read(tmp_path):
+    (tmp_path / "a.csv").write_bytes(b"\xef\xbb\xbfindex,y0,x0,y1,x1\r\n\"1\",0,0,1,1\r\n0,0,0,0.5,0.5\r\n")
+    t = read_truth(tmp_path / "a.csv")  # Excel's UTF-8 CSV: a BOM before the header was refused
+    np.testing.assert_array_equal(t.indices, [0, 1])
+    assert t.where == ["line 3", "line 2"] and t.source == str(tmp_path / "a.csv")
+    (tmp_path / "a.json").write_bytes(b"\xef\xbb\xbf[[0, 0, 0, 1, 1]]")
+    assert read_truth(tmp_path / "a.json").indices.tolist() == [0]
+    (tmp_path / "b.csv").write_text("index,y0,x0,y1,x1\n1,0,0,1,1\n\n\"\n0\",0,0,1,1\n")
+    assert read_truth(tmp_path / "b.csv").where == ["line 5", "line 2"]  # physical lines, quoted newline included
+
+
+def test_truth_that_is_not_a_regular_file_is_refused_without_reading(tmp_path):
+    import os
+    import resource
+
+    os.mkfifo(tmp_path / "fifo")  # read_text blocked forever on a FIFO
+    with pytest.raises(TruthError, match="fifo is a FIFO, not a regular file"):
+        read_truth(tmp_path / "fifo")
+    with pytest.raises(TruthError, match="/dev/zero is a character device"):  # read_text allocated until killed
+        read_truth("/dev/zero")
+    with pytest.raises(TruthError, match="is a directory"):
+        read_truth(tmp_path)
+    os.symlink(tmp_path / "loop1", tmp_path / "loop2")
+    os.symlink(tmp_path / "loop2", tmp_path / "loop1")
+    with pytest.raises(TruthError, match="symlink loop"):
+        read_truth(tmp_path / "loop1")
+    with pytest.raises(TruthError, match="cannot read the ground truth .*No such file"):
+        read_truth(tmp_path / "missing.csv")
+    sparse = tmp_path / "sparse.csv"
+    with open(sparse, "wb") as f:
+        f.truncate(2 << 30)  # 2 GiB of nothing: refused by its size, nothing read
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(TruthError, match="sparse.csv is 2,147,483,648 bytes; ground truth files are at most"):
+        read_truth(sparse)
+    with open(sparse, "wb") as f:
+        f.truncate(64 << 20)  # under the limit: the first chunk's NUL stops it
+    with pytest.raises(TruthError, match="holds a NUL byte \\(at byte 0\\)"):
+        read_truth(sparse)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: no 2 GiB read
+
+
+@pytest.mark.skipif(__import__("os").geteuid() == 0, reason="root reads any file")
+def test_unreadable_truth(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("index,y0,x0,y1,x1\n0,0,0,1,1\n")
+    path.chmod(0)
+    with pytest.raises(TruthError, match="cannot read the ground truth .*Permission denied"):
+        read_truth(path)
+
+
+def test_box_diagnostics_refuses_empty_duplicate_and_oversized_input():
+    boxes = np.array([[0, 0, 1, 1]] * 3, float)
+    with pytest.raises(TruthError, match="no ground-truth boxes"):  # was every figure NaN
+        box_diagnostics(boxes, np.zeros((0, 4)), (10, 10))
+    with pytest.raises(TruthError, match="ground truth row 2: index 0 has a ground-truth box already "
+                                         "\\(ground truth row 0\\)"):  # was counted twice
+        box_diagnostics(boxes, boxes, (10, 10), indices=[0, 1, 0])
+    with pytest.raises(ValueError, match="epochs must be one or more integers"):  # was numpy's 'need at least one'
+        box_diagnostics(boxes, boxes, (10, 10), epochs=[])
+    with pytest.raises(TruthError, match="from 1 to 2147483647, .* holding 10 to 1099511627776"):
+        box_diagnostics(boxes, boxes, (2**40, 10))
+
+
+def test_out_of_table_index_names_the_file_and_line(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("index,y0,x0,y1,x1\n0,0,0,1,1\n7,0,0,1,1\n")
+    with pytest.raises(TruthError, match=f"{path}, line 3: index 7 is not a row of the table \\(4 samples"):
+        box_diagnostics(np.array([[0, 0, 1, 1]] * 4, float), read_truth(path), (10, 10))
+
+
+def test_exactly_the_coverage_counts_whatever_the_rounding():
+    # 63 of 210 pixels is exactly 30%, but (0.95625 - 0.51875) * 480 rounds to 0.29999999999999993 of it
+    assert object_coverage([[0, 249, 10, 63]], [[0, 0.51875, 1, 0.95625]], [[10, 480]])[0] < 0.3
+    windows_at_the_object = [[0, 249, 10, 63]]
+    from ccrop_loaders.diagnostics import COVERAGE_TOLERANCE
+
+    held = object_coverage(windows_at_the_object, [[0, 0.51875, 1, 0.95625]], [[10, 480]]) >= 0.3 - COVERAGE_TOLERANCE
+    assert held.all()
+    # through view_consistency: on 312x480 images, scale 0.65 and ratio 1 give 312x312 windows, pinned at (0, 0) by a
+    # corner box; they hold columns 249-312 of an object spanning columns 249-459: 63 of 210, exactly 30%
+    pinned = {"scale": (0.65, 0.65), "ratio": (1.0, 1.0)}
+    truth = [[0, 0.51875, 1, 0.95625]] * 4
+    sizes = [[312, 480]] * 4
+    assert object_coverage([[0, 0, 312, 312]], truth[:1], sizes[:1])[0] < 0.3
+    windows = sample_crops(np.array([312] * 4), np.array([480] * 4), np.array([[0, 0, 0.01, 0.01]] * 4), np.arange(4),
+                           views=2, scale=(0.65, 0.65), ratio=(1.0, 1.0))
+    assert (windows == [0, 0, 312, 312]).all()
+    assert view_consistency([[0, 0, 0.01, 0.01]] * 4, truth, sizes, coverage=0.3, **pinned) == 1.0  # was 0.0
+
+
+def test_tiny_and_extreme_images_and_determinism():
+    truth = np.array([[0.25, 0.25, 0.75, 0.75]] * 6)
+    one = box_diagnostics(truth, truth, (1, 1))
+    assert one.consistency_rrc == one.consistency_truth == 1.0  # a 1x1 window holds every object of a 1x1 image
+    thin = box_diagnostics(truth, truth, (1, 100_000))  # the central fallback: a 1x1 window, 1/50000 of the object
+    assert thin.consistency_rrc == thin.consistency_ccrop == 0.0
+    again = box_diagnostics(truth, truth, (1, 100_000))
+    assert again == thin and box_diagnostics(truth, truth, (300, 200), seed=3) == box_diagnostics(
+        truth, truth, (300, 200), seed=3)
+
+
+def test_identical_disjoint_and_nested_boxes():
+    a = [[0.1, 0.2, 0.7, 0.9], [0, 0, 0.5, 0.5], [0, 0, 1, 1]]
+    b = [[0.1, 0.2, 0.7, 0.9], [0.5, 0.5, 1, 1], [0.25, 0.25, 0.75, 0.75]]
+    assert box_iou(a, b).tolist() == [1.0, 0.0, 0.25]
+
+
+def test_ccrop_diagnose_hostile_cli_inputs(tmp_path, capsys):
+    import os
+
+    with BoxTable.create(4) as table:
+        table.save(tmp_path / "boxes.table")
+    tab = str(tmp_path / "boxes.table")
+    truth = tmp_path / "truth.csv"
+    truth.write_text("index,y0,x0,y1,x1\n0,0,0,1,1\n")
+    cases = [  # each was a traceback or a hang
+        (["--sizes", "99999999999999999999x5"], "height and width must be from 1 to 2,147,483,647"),
+        (["--sizes", "2147483648x5"], "height and width must be from 1 to"),
+    ]
+    os.mkfifo(tmp_path / "fifo")
+    cases += [(["--sizes", "8x8", "--json", str(tmp_path / "fifo")], "it is a FIFO, not a regular file"),
+              (["--sizes", "8x8", "--json", str(tmp_path)], "it is a directory"),
+              (["--sizes", "8x8", "--json", "/dev/null"], "it is a character device")]
+    for extra, message in cases:
+        assert ccrop(["diagnose", tab, "--truth", str(truth), *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert ccrop(["diagnose", tab, "--truth", str(tmp_path / "fifo"), "--sizes", "8x8"]) == 2
+    assert "ground truth file" in capsys.readouterr().err
+    # --json over a symlink: written through atomically (the link kept), no temp file left
+    (tmp_path / "real.json").write_text("old")
+    os.symlink("real.json", tmp_path / "link.json")
+    assert ccrop(["diagnose", tab, "--truth", str(truth), "--sizes", "8x8", "--json", str(tmp_path / "link.json")]) == 0
+    assert (tmp_path / "link.json").is_symlink() and json.loads((tmp_path / "real.json").read_text())["samples"] == 1
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+    capsys.readouterr()
+
+
+def test_sizes_from_a_folder_name_the_broken_image_and_follow_exif(tmp_path):
+    from PIL import Image
+
+    from ccrop_loaders.diagnostics import image_sizes
+    from ccrop_loaders.folder import load_rgb
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # a phone photo turned a quarter: the loaders see it 20 high, 10 wide
+    Image.new("RGB", (20, 10)).save(folder / "a.jpg", exif=exif)
+    Image.new("RGB", (7, 5)).save(folder / "b.jpg")
+    assert image_sizes(folder).tolist() == [list(load_rgb(folder / "a.jpg").shape[:2]), [5, 7]] == [[20, 10], [5, 7]]
+    (folder / "c.jpg").write_bytes((folder / "b.jpg").read_bytes()[:30])
+    with pytest.raises(ValueError, match="cannot read the size of .*c.jpg"):
+        image_sizes(folder)
+
+
+def test_sizes_from_a_forged_beton_are_refused_before_allocating(tmp_path):
+    pytest.importorskip("ffcv")
+    import struct
+
+    from PIL import Image
+
+    from ccrop_loaders.diagnostics import image_sizes
+    from ccrop_loaders.ffcv.convert import convert_folder
+
+    (tmp_path / "imgs").mkdir()
+    for i in range(3):
+        Image.new("RGB", (10 + i, 8)).save(tmp_path / "imgs" / f"{i}.jpg")
+    convert_folder(tmp_path / "imgs", tmp_path / "a.beton", workers=1)
+    assert image_sizes(tmp_path / "a.beton").tolist() == [[8, 10], [8, 11], [8, 12]]
+    data = bytearray((tmp_path / "a.beton").read_bytes())
+    struct.pack_into("<Q", data, 8, 2**40)  # num_samples: numpy allocated 32 TiB before reading
+    (tmp_path / "b.beton").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="declares 1,099,511,627,776 samples .* not a complete .beton"):
+        image_sizes(tmp_path / "b.beton")

@@ -30,3 +30,32 @@ def test_dataset_is_deterministic_balanced_and_its_truth_matches_the_files(tmp_p
     assert a == (tmp_path / "b" / "train" / "cat" / "00002.jpg").read_bytes()
     other = make_object_dataset(tmp_path / "c", 27, heldout=0, seed=4, show=False)
     assert "heldout" not in other.folders and not np.array_equal(other.boxes["train"], data.boxes["train"])
+
+
+def test_a_folder_with_other_files_is_refused_and_a_rerun_is_fine(tmp_path, capsys):
+    from ccrop_loaders.objects_data import main
+
+    first = make_object_dataset(tmp_path / "d", 12, heldout=0, show=False)
+    again = make_object_dataset(tmp_path / "d", 12, heldout=0, show=False)  # same files rewritten
+    np.testing.assert_array_equal(first.boxes["train"], again.boxes["train"])
+    # fewer images than before: the old 00009.jpg.. stayed and the listing had files this run never made (KeyError)
+    with pytest.raises(ValueError, match="already holds astronaut/00009.jpg, which this run would not write"):
+        make_object_dataset(tmp_path / "d", 5, heldout=0, show=False)
+    (tmp_path / "e" / "train" / "aaa").mkdir(parents=True)  # a class folder of other data shifted every label
+    with pytest.raises(ValueError, match="already holds aaa"):
+        make_object_dataset(tmp_path / "e", 9, heldout=0, show=False)
+    with pytest.raises(SystemExit) as exit_:
+        main([str(tmp_path / "e"), "--images", "9", "--heldout", "0"])
+    assert exit_.value.code == 2 and "already holds aaa" in capsys.readouterr().err
+    assert list((tmp_path / "e" / "train").iterdir()) == [tmp_path / "e" / "train" / "aaa"]  # nothing written
+
+
+def test_one_image_and_tiny_sizes():
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        one = make_object_dataset(Path(d) / "one", 1, heldout=0, show=False)
+        assert one.labels["train"].tolist() == [0] and list_images(one.folders["train"])[1] == ["astronaut"]
+        tiny = make_object_dataset(Path(d) / "tiny", 18, heldout=0, size=(8, 8), show=False)
+        assert (tiny.sizes["train"] == 8).all() and (tiny.boxes["train"][:, 2:] > tiny.boxes["train"][:, :2]).all()
