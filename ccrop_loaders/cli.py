@@ -119,8 +119,8 @@ def _diagnose(args: argparse.Namespace) -> int:
             raise InspectError(f"--epochs must be from 1 to 1000, got {args.epochs}")
         if args.json is not None:
             _check_json_out(args.json)  # before the work
-        truth = read_truth(args.truth)
         snap = read_table(args.table)
+        truth = read_truth(args.truth, max_rows=len(snap))  # more rows than samples: refused before parsing them all
         sizes = None
         if args.sizes is not None:
             sizes = _sizes(args.sizes)

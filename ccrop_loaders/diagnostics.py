@@ -24,7 +24,6 @@ keys, or of lists ``[index, y0, x0, y1, x1]`` (optionally ``, height, width``).
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import os
@@ -259,8 +258,12 @@ def _checked_truth(truth) -> np.ndarray:
 # ----------------------------------------------------------------- files
 
 
-def read_truth(path: str | os.PathLike) -> Truth:
+def read_truth(path: str | os.PathLike, *, max_rows: int | None = None) -> Truth:
     """Ground-truth boxes from a CSV or JSON file (the module doc gives the formats); rows sorted by index.
+
+    ``max_rows``: the table's sample count, when known; a file with more rows cannot be right (one row per
+    sample) and is refused as soon as the row after it is read, before the rest is parsed (memory stays in
+    proportion to the table, not to the file).
 
     Raises ``TruthError`` naming the file, the row (CSV: its line; JSON: its entry) and the field of the first
     malformed value: a missing or extra field, a non-number, a coordinate outside [0, 1], y0 >= y1 or
@@ -270,10 +273,11 @@ def read_truth(path: str | os.PathLike) -> Truth:
     """
     path = Path(path)
     text = _read_text(path)
+    limit = math.inf if max_rows is None else max_rows
     if path.suffix.lower() == ".json" or text.lstrip()[:1] in ("[", "{"):
-        records = _json_records(path, text)
+        records = _json_records(path, text, limit)
     else:
-        records = _csv_records(path, text)
+        records = _csv_records(path, text, limit)
     if not records:
         raise TruthError(f"{path}: no ground-truth rows")
     with_sizes = {len(values) == 7 for _, values in records}
@@ -335,13 +339,24 @@ def _read_text(path: Path) -> str:
         raise TruthError(f"{path} is not UTF-8 text (byte {err.start:,}: {err.reason})") from None
 
 
-def _csv_records(path: Path, text: str) -> list[tuple[str, list]]:
-    reader = csv.reader(io.StringIO(text, newline=""))
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
+
+
+def _too_many(path: Path, limit: float) -> TruthError:
+    return TruthError(f"{path} holds more than {int(limit):,} rows, but the table has {int(limit):,} samples "
+                      "(one row per sample)")
+
+
+def _csv_records(path: Path, text: str, limit: float = math.inf) -> list[tuple[str, list]]:
+    # lines one at a time, ends kept (a quoted field may hold one): io.StringIO would copy the text 4 bytes a character
+    reader = csv.reader(m.group() for m in _LINE.finditer(text))
     rows = []
     try:
         for row in reader:
             if any(c.strip() for c in row):
                 rows.append((reader.line_num, row))
+                if len(rows) > limit + 1:  # the header and more rows than the table has samples
+                    raise _too_many(path, limit)
     except csv.Error as err:  # a field over csv's size limit, a stray quote in strict mode
         raise TruthError(f"{path}, line {reader.line_num}: not CSV ({err})") from None
     if not rows:
@@ -359,19 +374,54 @@ def _csv_records(path: Path, text: str) -> list[tuple[str, list]]:
     return records
 
 
-def _json_records(path: Path, text: str) -> list[tuple[str, list]]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise TruthError(f"{path} is not valid JSON: {err}") from None
-    except RecursionError:
-        raise TruthError(f"{path}: JSON nested too deeply (a ground truth file is a list of lists or objects)") from None
-    except ValueError as err:  # an integer of more digits than Python converts (sys.get_int_max_str_digits)
-        raise TruthError(f"{path} is not usable JSON: {err}") from None
-    if not isinstance(data, list):
-        raise TruthError(f"{path}: expected a JSON list of boxes, got {type(data).__name__}")
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _json_entries(path: Path, text: str, limit: float):
+    """The top-level list's entries one at a time (json.loads would build them all, however many the file holds)."""
+    decoder = json.JSONDecoder()
+
+    def decode(i: int, where: str = ""):
+        try:
+            return decoder.raw_decode(text, i)
+        except json.JSONDecodeError as err:
+            raise TruthError(f"{path} is not valid JSON: {err}") from None
+        except RecursionError:
+            raise TruthError(f"{path}{where}: JSON nested too deeply (a ground truth file is a list of lists or "
+                             "objects)") from None
+        except ValueError as err:  # an integer of more digits than Python converts (sys.get_int_max_str_digits)
+            raise TruthError(f"{path}{where} is not usable JSON: {err}") from None
+
+    i = _JSON_SPACE.match(text).end()
+    if text[i:i + 1] != "[":
+        kind = "dict" if text[i:i + 1] == "{" else type(decode(i)[0]).__name__
+        raise TruthError(f"{path}: expected a JSON list of boxes, got {kind}")
+    i = _JSON_SPACE.match(text, i + 1).end()
+    n = 0
+    if text[i:i + 1] == "]":
+        i += 1
+    else:
+        while True:
+            if n >= limit:
+                raise _too_many(path, limit)
+            entry, i = decode(i, f", entry {n}")
+            yield entry
+            n += 1
+            i = _JSON_SPACE.match(text, i).end()
+            if text[i:i + 1] == ",":
+                i = _JSON_SPACE.match(text, i + 1).end()
+            elif text[i:i + 1] == "]":
+                i += 1
+                break
+            else:
+                raise TruthError(f"{path} is not valid JSON: expected ',' or ']' after entry {n - 1} (char {i})")
+    if _JSON_SPACE.match(text, i).end() != len(text):
+        raise TruthError(f"{path} is not valid JSON: extra data after the list (char {i})")
+
+
+def _json_records(path: Path, text: str, limit: float = math.inf) -> list[tuple[str, list]]:
     records = []
-    for n, entry in enumerate(data):
+    for n, entry in enumerate(_json_entries(path, text, limit)):
         where = f"entry {n}"
         if isinstance(entry, dict):
             keys = FIELDS + SIZE_FIELDS if "height" in entry or "width" in entry else FIELDS

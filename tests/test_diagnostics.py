@@ -193,8 +193,8 @@ def test_ccrop_diagnose_reads_sizes_from_the_image_folder(tmp_path, capsys):
     ("a.json", b"[[0, 0, 0, 1e400, 1]]", "entry 0: field y1 = inf is not a number"),
     ("a.json", b"[[0, 0, 0, " + b"1" * 400 + b", 1]]", "entry 0: field y1 = .* is not a number in"),
     # a JSON nested deeper than Python recurses was a RecursionError traceback
-    ("a.json", b"[" * 100_000, "JSON nested too deeply"),
-    ("a.json", b"[[" + b"1" * 5000 + b", 0, 0, 1, 1]]", "a.json is not usable JSON: Exceeds the limit"),
+    ("a.json", b"[" * 100_000, "a.json, entry 0: JSON nested too deeply"),
+    ("a.json", b"[[" + b"1" * 5000 + b", 0, 0, 1, 1]]", "a.json, entry 0 is not usable JSON: Exceeds the limit"),
     # a field over csv's size limit was a _csv.Error traceback; NUL bytes are refused at once
     ("a.csv", b"index,y0,x0,y1,x1\n0," + b"1" * 200_000 + b",0,1,1\n", "line 2: not CSV"),
     ("a.csv", b"index,y0,x0,y1,x1\n0,0\0,0,1,1\n", "holds a NUL byte \\(at byte 21\\)"),
@@ -382,3 +382,46 @@ def test_sizes_from_a_forged_beton_are_refused_before_allocating(tmp_path):
     (tmp_path / "b.beton").write_bytes(bytes(data))
     with pytest.raises(ValueError, match="declares 1,099,511,627,776 samples .* not a complete .beton"):
         image_sizes(tmp_path / "b.beton")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[[0, 0, 0, 1, 1] [1, 0, 0, 1, 1]]", "expected ',' or ']' after entry 0"),
+    ("[[0, 0, 0, 1, 1]] x", "extra data after the list"),
+    ("[[0, 0, 0, 1, 1],]", "is not valid JSON: Expecting value"),
+    ("  \n ", "is not valid JSON: Expecting value"),
+    ('"boxes"', "expected a JSON list of boxes, got str"),
+    ("[]", "no ground-truth rows"),
+])
+def test_json_read_entry_by_entry_keeps_its_errors(tmp_path, text, message):
+    path = tmp_path / "t.json"
+    path.write_text(text)
+    with pytest.raises(TruthError, match=message):
+        read_truth(path)
+
+
+def test_more_rows_than_the_table_are_refused_before_parsing_them(tmp_path):
+    import resource
+    import subprocess
+    import sys
+
+    rows = 4_000_000
+    (tmp_path / "t.json").write_text("[" + ",".join(["[0,0,0,1,1]"] * rows) + "]")
+    (tmp_path / "t.csv").write_text("index,y0,x0,y1,x1\n" + "0,0,0,1,1\n" * rows)
+    for name in ("t.json", "t.csv"):
+        with pytest.raises(TruthError, match=f"{name} holds more than 4 rows, but the table has 4 samples"):
+            read_truth(tmp_path / name, max_rows=4)
+    # in a fresh process: json.loads and a list of every CSV row took ~1 GB for these 48 MB
+    code = ("import sys; from ccrop_loaders.diagnostics import read_truth, TruthError\n"
+            "try: read_truth(sys.argv[1], max_rows=4)\nexcept TruthError: pass\n")
+    for name in ("t.json", "t.csv"):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / name)], check=True)
+        assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < max(before, 0) + 450_000  # KiB
+    t = read_truth(_small(tmp_path), max_rows=2)
+    assert len(t.indices) == 2  # exactly the table's count is fine
+
+
+def _small(tmp_path):
+    path = tmp_path / "small.csv"
+    path.write_text("index,y0,x0,y1,x1\n0,0,0,1,1\n1,0,0,1,1\n")
+    return path
