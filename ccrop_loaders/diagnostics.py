@@ -297,7 +297,8 @@ def read_truth(path: str | os.PathLike, *, max_rows: int | None = None) -> Truth
         indices.append(index)
         boxes.append(box)
         if len(values) == 7:
-            sizes.append([_integer(path, where, name, v, lo=1, hi=MAX_SIDE) for name, v in zip(SIZE_FIELDS, values[5:])])
+            sizes.append([_integer(path, where, name, v, lo=1, hi=MAX_SIDE)
+                          for name, v in zip(SIZE_FIELDS, values[5:])])
     order = np.argsort(np.array(indices, np.int64), kind="stable")
     return Truth(np.array(indices, np.int64)[order], np.array(boxes, np.float64)[order],
                  np.array(sizes, np.int64)[order] if sizes else None, str(path), [records[i][0] for i in order])

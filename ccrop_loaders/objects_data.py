@@ -161,26 +161,40 @@ def _compose(rng: np.random.Generator, objects: dict, names: list[str], backgrou
 def write_truth(path: str | Path, boxes: np.ndarray, sizes: np.ndarray | None = None) -> None:
     """CSV ``index,y0,x0,y1,x1[,height,width]``, one row per sample in global-index order (what
     ``ccrop diagnose --truth`` reads)."""
-    with open(path, "w", newline="") as f:
-        out = csv.writer(f)
-        out.writerow(["index", "y0", "x0", "y1", "x1"] + (["height", "width"] if sizes is not None else []))
-        for i, box in enumerate(np.asarray(boxes, np.float64)):
-            out.writerow([i, *(f"{v:.6f}" for v in box)] + ([int(v) for v in sizes[i]] if sizes is not None else []))
+    import io
+
+    from .core.files import replace_atomically
+
+    f = io.StringIO(newline="")
+    out = csv.writer(f)
+    out.writerow(["index", "y0", "x0", "y1", "x1"] + (["height", "width"] if sizes is not None else []))
+    for i, box in enumerate(np.asarray(boxes, np.float64)):
+        out.writerow([i, *(f"{v:.6f}" for v in box)] + ([int(v) for v in sizes[i]] if sizes is not None else []))
+    replace_atomically(path, f.getvalue().encode())  # a FIFO or device there is refused, never written into
 
 
-def _check_split_folder(folder: Path, files: set[Path]) -> None:
+def _check_split_folder(folder: Path, names: list[str], count: int) -> None:
     """Refuse a split folder that holds anything this run does not write (a file or class folder of another run
     or of the user): the loaders would list it, shifting the indices and labels the truth CSV gives. Rerunning
-    with the same or more images rewrites the same files and is fine."""
+    with the same or more images rewrites the same files and is fine. (Image ``n`` is ``names[n % 9]/n.jpg``.)"""
     if not folder.exists() and not folder.is_symlink():
         return
     if not folder.is_dir():
         raise ValueError(f"{folder} exists and is not a folder: choose a new or empty output folder")
-    classes = {f.parts[0] for f in files}
+
+    def ours(relative: Path, is_dir: bool) -> bool:
+        if relative.parts[0] not in names or names.index(relative.parts[0]) >= count:
+            return False
+        if is_dir or len(relative.parts) == 1:
+            return is_dir and len(relative.parts) == 1
+        stem = relative.name.removesuffix(".jpg")
+        return (len(relative.parts) == 2 and relative.name.endswith(".jpg") and stem.isascii() and stem.isdigit()
+                and len(stem) >= 5 and f"{int(stem):05d}" == stem and int(stem) < count
+                and names[int(stem) % len(names)] == relative.parts[0])
+
     for entry in sorted(folder.rglob("*")):
         relative = entry.relative_to(folder)
-        ours = relative in files if not entry.is_dir() else (len(relative.parts) == 1 and relative.name in classes)
-        if not ours:
+        if not ours(relative, entry.is_dir()):
             raise ValueError(f"{folder} already holds {relative}, which this run would not write (another run with "
                              "more images, or other data): choose a new or empty output folder")
 
@@ -216,7 +230,7 @@ def make_object_dataset(
     root = Path(root)
     names = sorted(OBJECTS)
     for split, count in (("train", num_images), ("heldout", heldout)):
-        _check_split_folder(root / split, {Path(names[n % len(names)]) / f"{n:05d}.jpg" for n in range(count)})
+        _check_split_folder(root / split, names, count)
     objects, backgrounds = _load_sources()
     result = ObjectDataset(root, names, {}, {}, {}, {}, {})
     for split, count, stream in (("train", num_images, 0), ("heldout", heldout, 1)):

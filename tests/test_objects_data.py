@@ -59,3 +59,39 @@ def test_one_image_and_tiny_sizes():
         assert one.labels["train"].tolist() == [0] and list_images(one.folders["train"])[1] == ["astronaut"]
         tiny = make_object_dataset(Path(d) / "tiny", 18, heldout=0, size=(8, 8), show=False)
         assert (tiny.sizes["train"] == 8).all() and (tiny.boxes["train"][:, 2:] > tiny.boxes["train"][:, :2]).all()
+
+
+def test_the_folder_check_does_not_list_every_image_to_come(tmp_path):
+    import time
+
+    from ccrop_loaders.objects_data import _check_split_folder
+
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "00002.jpg").touch()
+    start = time.perf_counter()
+    _check_split_folder(tmp_path, sorted(OBJECTS), 10**12)  # a set of every path to come took memory and time
+    assert time.perf_counter() - start < 1
+    for bad in ("cat/00003.jpg", "cat/2.jpg", "cat/00002.png", "cat/x/00002.jpg", "zebra"):
+        path = tmp_path / bad
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+        with pytest.raises(ValueError, match="already holds"):
+            _check_split_folder(tmp_path, sorted(OBJECTS), 10**12)
+        path.unlink()
+        if path.parent != tmp_path / "cat" and path.parent != tmp_path:
+            path.parent.rmdir()
+    with pytest.raises(ValueError, match="already holds cat"):  # class 2 is not written with 2 images
+        _check_split_folder(tmp_path, sorted(OBJECTS), 2)
+
+
+def test_truth_csv_is_replaced_atomically_and_a_fifo_is_refused(tmp_path):
+    import os
+
+    from ccrop_loaders.objects_data import write_truth
+
+    os.mkfifo(tmp_path / "t.csv")  # open(..., "w") blocked forever
+    with pytest.raises(ValueError, match="it is a FIFO"):
+        write_truth(tmp_path / "t.csv", np.array([[0, 0, 1, 1.0]]))
+    write_truth(tmp_path / "u.csv", np.array([[0, 0, 1, 1.0]]), np.array([[8, 9]]))
+    assert (tmp_path / "u.csv").read_bytes() == (b"index,y0,x0,y1,x1,height,width\r\n"
+                                                 b"0,0.000000,0.000000,1.000000,1.000000,8,9\r\n")
