@@ -66,6 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.images, args.heldout, args.epochs, args.seeds = 180, 45, 3, args.seeds[:1]
     if args.images < 9 or args.heldout < 9 or args.epochs < 2:
         p.error("--images and --heldout must be at least 9 (one per object) and --epochs at least 2")
+    if not 2 <= args.batch_size <= args.images:  # the loaders drop the last partial batch: no step would train
+        p.error(f"--batch-size must be from 2 to --images ({args.images}), got {args.batch_size}")
     return args
 
 

@@ -61,3 +61,15 @@ def test_steady_state_needs_two_measurements():
               "dali": None}
     row = [line for line in table(result).splitlines() if "steady state" in line]
     assert row and row[0].split()[-1] == "n/a"
+
+
+def test_a_batch_larger_than_the_data_is_refused(capsys):
+    from benchmarks.method_bench import parse_args
+
+    # --images 9 with the default batch of 64 trained 0 steps per epoch (drop_last) and reported the untrained
+    # encoder's figures as a pretraining run
+    with pytest.raises(SystemExit):
+        parse_args(["--images", "9", "--heldout", "9"])
+    assert "--batch-size must be from 2 to --images (9), got 64" in capsys.readouterr().err
+    assert parse_args(["--images", "9", "--heldout", "9", "--batch-size", "9"]).batch_size == 9
+    assert parse_args(["--quick"]).images == 180
