@@ -223,13 +223,17 @@ def setup_distributed(timeout_s: float) -> torch.device:
     return torch.device("cpu")
 
 
-def load_resume_state(checkpoint: Path, folder: Path, data_key: str) -> dict:
-    """``checkpoint``'s state (on the CPU), refused when it was trained on other images (its boxes index those)."""
+def load_resume_state(checkpoint: Path, folder: Path, data_key: str, crop: str | None = None) -> dict:
+    """``checkpoint``'s state (on the CPU), refused when it was trained on other images (its boxes index those) or,
+    given ``crop``, with the other --crop (a resumed baseline would turn into ContrastiveCrop, or back)."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     if state.get("data") not in (None, data_key):
         raise SystemExit(f"--resume: {checkpoint} was trained on other images than {folder} (files, sizes or mtimes "
                          "differ): its boxes would belong to other samples. Point --data at the images it was "
                          "trained on, or start without --resume")
+    if crop is not None and state.get("crop") not in (None, crop):
+        raise SystemExit(f"--resume: {checkpoint} was trained with --crop {state['crop']}, this run has --crop {crop}: "
+                         f"resume with --crop {state['crop']}, or start without --resume")
     return state
 
 
@@ -289,7 +293,7 @@ def main(argv=None) -> dict:
                 dist.barrier()
         data_key = folder_fingerprint(folder)  # checkpoints are keyed to the images their boxes index
         # loaded before converting: a refused resume must not have replaced the run's .beton
-        resume_state = load_resume_state(args.checkpoint, folder, data_key) if args.resume else None
+        resume_state = load_resume_state(args.checkpoint, folder, data_key, args.crop) if args.resume else None
         if args.backend == "ffcv":
             beton, num_samples = converted_beton(folder, work, args)
         else:
@@ -388,7 +392,8 @@ def train(args, device: torch.device, folder: Path, data_key: str, state: dict |
                            f"{'ContrastiveCrop' if table.use_boxes else 'RandomResizedCrop'})")
             if args.checkpoint is not None and show:
                 state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
-                         "boxes": table_state(table), "data": data_key, "localized_at": history["localized_at"]}
+                         "boxes": table_state(table), "data": data_key, "localized_at": history["localized_at"],
+                         "crop": args.crop}
                 if key_model is not None:
                     state.update(key_model=key_model.state_dict(), queue=queue)
                 with atomic_path(args.checkpoint) as tmp:  # a kill while saving leaves the previous checkpoint

@@ -73,3 +73,18 @@ def test_a_batch_larger_than_the_data_is_refused(capsys):
     assert "--batch-size must be from 2 to --images (9), got 64" in capsys.readouterr().err
     assert parse_args(["--images", "9", "--heldout", "9", "--batch-size", "9"]).batch_size == 9
     assert parse_args(["--quick"]).images == 180
+
+
+def test_a_checkpoint_resumes_only_with_its_own_crop(tmp_path):
+    import torch
+
+    from pipelines.train_ssl import load_resume_state
+
+    # the arms differ only in --crop: resuming the RRC baseline without repeating --crop rrc (the default is ccrop)
+    # silently localized and cropped with boxes from then on
+    torch.save({"data": "key", "crop": "rrc", "epoch": 3}, tmp_path / "ckpt.pt")
+    with pytest.raises(SystemExit, match="trained with --crop rrc, this run has --crop ccrop"):
+        load_resume_state(tmp_path / "ckpt.pt", tmp_path, "key", "ccrop")
+    assert load_resume_state(tmp_path / "ckpt.pt", tmp_path, "key", "rrc")["epoch"] == 3
+    torch.save({"data": "key", "epoch": 2}, tmp_path / "old.pt")  # saved before the crop was recorded
+    assert load_resume_state(tmp_path / "old.pt", tmp_path, "key", "ccrop")["epoch"] == 2
