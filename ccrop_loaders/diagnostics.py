@@ -526,35 +526,7 @@ def image_sizes(source: str | os.PathLike) -> np.ndarray:
 
 
 def _beton_sizes(source: Path) -> np.ndarray:
-    from ffcv.reader import Reader
-    from ffcv.types import HeaderType
+    from .inspection import read_beton_images
 
-    file_size = source.stat().st_size
-
-    class Declared(ValueError):
-        pass
-
-    class CheckedReader(Reader):
-        """FFCV's reader, refusing a header that declares more samples than the file holds (numpy would allocate
-        them all first)."""
-
-        def read_metadata(self):
-            offset = HeaderType.itemsize + int(self.field_descriptors.nbytes)
-            need = int(self.num_samples) * self.metadata_type.itemsize
-            if offset + need > file_size:
-                raise Declared(f"{source} declares {int(self.num_samples):,} samples ({need:,} bytes of metadata) "
-                                 f"but is {file_size:,} bytes: not a complete .beton")
-            super().read_metadata()
-
-    try:
-        reader = CheckedReader(str(source))
-    except Declared:
-        raise
-    except Exception as err:  # ffcv asserts, and numpy raises what it raises on a file of another kind
-        raise ValueError(f"{source} is not a readable .beton ({type(err).__name__}: {err})") from None
-    fields = [name for name, handler in reader.handlers.items() if type(handler).__name__ == "RGBImageField"]
-    if not fields:
-        raise ValueError(f"{source} has no RGB image field (fields: {', '.join(reader.field_names)})")
-    name = "image" if "image" in fields else fields[0]
-    meta = reader.metadata[f"f{reader.field_names.index(name)}"]
+    meta = read_beton_images(source)
     return np.stack([meta["height"], meta["width"]], axis=1).astype(np.int64)

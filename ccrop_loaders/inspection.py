@@ -328,6 +328,45 @@ def diff_report(a: TableSnapshot, b: TableSnapshot, *, list_rows: int = 10) -> s
 # ----------------------------------------------------------------- images
 
 
+def read_beton_images(path: Path, *, with_allocation: bool = False):
+    """The metadata rows (``height``, ``width``, ``data_ptr``, ...) of a .beton's RGB image field (``image`` if
+    there are several), and with ``with_allocation`` FFCV's allocation table too.
+
+    ValueError for a file that is not a complete .beton: its header may not declare more samples than the file
+    holds (FFCV's reader would allocate them all first), and it needs an RGB image field.
+    """
+    try:
+        from ffcv.reader import Reader
+        from ffcv.types import HeaderType
+    except ImportError as err:
+        raise _missing(err, "ffcv", f"reading the .beton {path}") from None
+    file_size = Path(path).stat().st_size
+
+    class Declared(ValueError):
+        pass
+
+    class CheckedReader(Reader):
+        def read_metadata(self):
+            offset = HeaderType.itemsize + int(self.field_descriptors.nbytes)
+            need = int(self.num_samples) * self.metadata_type.itemsize
+            if offset + need > file_size:
+                raise Declared(f"{path} declares {int(self.num_samples):,} samples ({need:,} bytes of metadata) "
+                               f"but is {file_size:,} bytes: not a complete .beton")
+            super().read_metadata()
+
+    try:
+        reader = CheckedReader(str(path))
+    except Declared:
+        raise
+    except Exception as err:  # ffcv asserts, and numpy raises what it raises on a file of another kind
+        raise ValueError(f"{path} is not an image folder or a readable .beton ({type(err).__name__}: {err})") from None
+    fields = [name for name, handler in reader.handlers.items() if type(handler).__name__ == "RGBImageField"]
+    if not fields:
+        raise ValueError(f"{path} has no RGB image field (fields: {', '.join(reader.field_names)})")
+    meta = reader.metadata[f"f{reader.field_names.index('image' if 'image' in fields else fields[0])}"]
+    return (meta, reader.alloc_table) if with_allocation else meta
+
+
 class ImageSource:
     """Images by global index from an image folder (``folder.list_images`` order) or a ``.beton`` (its order)."""
 
@@ -349,20 +388,10 @@ class ImageSource:
 
     def _open_beton(self) -> None:
         try:
-            from ffcv.reader import Reader
-        except ImportError as err:
-            raise _missing(err, "ffcv", f"reading the .beton {self.path}") from None
-        try:
-            reader = Reader(str(self.path))
-        except Exception as err:  # ffcv asserts and raises what numpy raises on a file of another kind
-            raise InspectError(f"{self.path} is not an image folder or a readable .beton: "
-                               f"{type(err).__name__}: {err}") from None
-        fields = [name for name, handler in reader.handlers.items() if type(handler).__name__ == "RGBImageField"]
-        if not fields:
-            raise InspectError(f"{self.path} has no RGB image field (fields: {', '.join(reader.field_names)})")
-        field = "image" if "image" in fields else fields[0]
-        self._beton = (reader.metadata[f"f{reader.field_names.index(field)}"], reader.alloc_table)
-        self.count = int(reader.num_samples)
+            self._beton = read_beton_images(self.path, with_allocation=True)
+        except ValueError as err:
+            raise InspectError(str(err)) from None
+        self.count = len(self._beton[0])
 
     def __len__(self) -> int:
         return self.count

@@ -140,6 +140,23 @@ def test_show_beton(data, capsys, tmp_path):
         assert np.array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_show_refuses_a_forged_beton_before_allocating(data, capsys, tmp_path):
+    pytest.importorskip("ffcv")
+    import struct
+
+    from ccrop_loaders.ffcv.convert import convert_folder
+
+    beton = tmp_path / "a.beton"
+    convert_folder(data / "images", beton, workers=1)
+    forged = bytearray(beton.read_bytes())
+    struct.pack_into("<Q", forged, 8, 2**40)  # num_samples: FFCV's reader allocated 32 TiB of metadata for it
+    (tmp_path / "b.beton").write_bytes(bytes(forged))
+    capsys.readouterr()
+    rc, out, err = run(capsys, "show", data / "a.boxes", tmp_path / "b.beton", "--out", tmp_path / "x.png")
+    assert rc == 2 and "declares 1,099,511,627,776 samples" in err and "not a complete .beton" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "x.png").exists()
+
+
 @pytest.mark.parametrize("argv, message", [
     (["table", "{d}/missing.pt"], "no such file: {d}/missing.pt"),
     (["table", "no-such-table-{pid}"], "no file 'no-such-table-{pid}', and no live box table of that name"),
