@@ -304,10 +304,11 @@ def rois_status(height, width, channels, rois, views):
 @numba.njit(nogil=True)  # not cached: it calls a ctypes function
 def resize_rois(outs, image, rois, first):
     """Resize ROI ``first + k`` of ``rois`` (float32 (V, 4), pixels, mirrored where ``x_start > x_end``) out of
-    ``image`` (uint8 (H, W, 3)) into ``outs[k]`` (uint8 (h, w, 3)) with the core's resampler; returns a
-    ``core.resample`` code (0: done). The call starts at the window's first row (its top then below one pixel), so
-    a view's pixels do not depend on where the window lies: the same from a decoded region as from the whole image.
-    One scratch per call, sized at run time for the largest window."""
+    ``image`` (uint8 (H, W, 3)) into ``outs[k]`` (uint8 (h, w, 3)) with the core's resampler. The call starts at
+    the window's first row (its top then below one pixel), so a view's pixels do not depend on where the window
+    lies: the same from a decoded region as from the whole image. One scratch per call, sized at run time for the
+    largest window. The caller has checked the ROIs (``rois_status``): with them and that scratch the resampler
+    cannot fail (it checks both itself and then writes nothing)."""
     height, width = image.shape[0], image.shape[1]
     size = np.int64(0)
     for k in range(len(outs)):
@@ -317,12 +318,8 @@ def resize_rois(outs, image, rois, first):
     for k in range(len(outs)):
         top, left, h, w, mirror = roi_window(rois[first + k])
         row = math.floor(top)
-        code = resize_crop_c(image.ctypes.data + row * width * 3, height - row, width, top - row, left, h, w,
-                             mirror, outs[k].ctypes.data, outs[k].shape[0], outs[k].shape[1], scratch.ctypes.data,
-                             size)
-        if code != 0:
-            return code
-    return 0
+        resize_crop_c(image.ctypes.data + row * width * 3, height - row, width, top - row, left, h, w, mirror,
+                      outs[k].ctypes.data, outs[k].shape[0], outs[k].shape[1], scratch.ctypes.data, size)
 
 
 def _resize_functions(first: int, shapes: np.ndarray):
@@ -367,7 +364,6 @@ def _ccrop_resize_rois(images: DataNode, rois: DataNode, sizes: Sequence[tuple[i
     out = []
     for first in range(0, views, _MAX_OUTPUTS):
         shapes = np.array([(h, w, 3) for h, w in sizes[first:first + _MAX_OUTPUTS]], dtype=np.int64)
-
         run, setup = _resize_functions(first, shapes)
         count = shapes.shape[0]
         resized = numba_function(images, rois, gate, run_fn=run, setup_fn=setup, out_types=[types.UINT8] * count,
