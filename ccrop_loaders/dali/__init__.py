@@ -6,15 +6,15 @@ except ImportError as _error:
     from .. import _missing_extra
 
     raise _missing_extra(_error, "dali", "ccrop_loaders.dali") from _error
-from .ops import (AUTO_DECODE, checked_images, contrastive_crop_decoded, contrastive_crop_group_windows,
+from .ops import (AUTO_DECODE, AUTO_RESIZE, checked_images, contrastive_crop_decoded, contrastive_crop_group_windows,
                   contrastive_crop_groups, contrastive_crop_groups_decoded, contrastive_crop_views,
                   contrastive_crop_windows, crop_resize_views)
 from .augment import ssl_view_augment
 from .readers import (ExternalSourceReader, FolderFiles, external_source_pipeline, file_reader_pipeline,
                       full_image_pipeline)
 
-__all__ = ["AUTO_DECODE", "ContrastiveCropIterator", "ExternalSourceReader", "FolderFiles", "checked_images",
-           "contrastive_crop_decoded", "contrastive_crop_group_windows", "contrastive_crop_groups",
+__all__ = ["AUTO_DECODE", "AUTO_RESIZE", "ContrastiveCropIterator", "ExternalSourceReader", "FolderFiles",
+           "checked_images", "contrastive_crop_decoded", "contrastive_crop_group_windows", "contrastive_crop_groups",
            "contrastive_crop_groups_decoded", "contrastive_crop_views", "contrastive_crop_windows", "crop_resize_views",
            "external_source_pipeline", "file_reader_pipeline", "full_image_pipeline", "ssl_view_augment"]
 
