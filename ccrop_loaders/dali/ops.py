@@ -25,7 +25,7 @@ from nvidia.dali.pipeline import Pipeline
 from nvidia.dali.plugin.numba.fn.experimental import numba_function
 
 from ..core import BoxTable, ViewGroup, beta_quantiles, first_views, table_crop_window, table_flip
-from ..core.encoded import encoded_image_status
+from ..core.encoded import image_status_at
 from ..core.groups import check_groups
 from ..core.resample import resize_crop_c, scratch_bytes_c
 from ..core.sampler import check_alpha, check_count, check_range, check_size
@@ -35,7 +35,7 @@ DECODE_MODES = ("auto", "once", "slice", "union")
 # What decode="auto" means per device, chosen by measurement. CPU: "union". It never decodes more than "once", and
 # with the core's resize (the CPU default, ~3x DALI's fn.resize) the decode weighs more: measured side by side (the
 # contenders of benchmarks/dali_bench.py, 2 threads, 256 JPEGs of shorter side 300-500, a shared 2-core machine,
-# load 2-4), pairs/s union / once median 1.08 over 5 runs (0.99-1.19), "slice" / "once" 0.63-0.74; multi-crop
+# load 2-4), pairs/s union / once median 1.07 over 7 runs (0.99-1.19), "slice" / "once" 0.63-0.74; multi-crop
 # 2x224 + 6x96 costs 1.10-1.36 x a union pair. GPU: "once" until a GPU has measured otherwise
 # (benchmarks/gpu_check.sh prints the table; none has run yet).
 AUTO_DECODE = {"cpu": "union", "gpu": "once"}
@@ -132,7 +132,7 @@ def checked_images(jpegs: DataNode, indices: DataNode) -> DataNode:
     """``jpegs`` (encoded images, uint8 1-D), through a check that fails the batch on a damaged file before any
     decoder (or ``fn.peek_image_shape``) reads it. Call it on the reader's output and decode what it returns.
 
-    Each sample's bytes are checked in compiled code (``core.encoded.encoded_image_status``: format, JPEG segments
+    Each sample's bytes are checked in compiled code (``core.encoded.image_status_at``: format, JPEG segments
     and markers, end of image, PNG chunks, declared size at most ``MAX_IMAGE_PIXELS`` and what the bytes can
     hold). A damaged one fails the batch: DALI's error quotes the line below, and its ``slice_anchor`` is
     ``{global sample index x reason x 0}`` (reason: a key of ``core.encoded.REASONS``).
@@ -147,7 +147,7 @@ def checked_images(jpegs: DataNode, indices: DataNode) -> DataNode:
         return jpegs
 
     def run(anchor, data, index):
-        reason, _, _ = encoded_image_status(data)
+        reason, _, _ = image_status_at(data.ctypes.data, data.size)
         anchor[0] = 0 if reason == 0 else min(max(index[0], -2147483647), 2147483647)
         anchor[1] = reason
 
@@ -250,8 +250,8 @@ def resolve_decode(decode: str, device: str) -> str:
 
 RESIZES = ("auto", "ccrop", "dali")
 # What resize="auto" means per device. CPU: "ccrop", the core's resampler (core.resample: antialiased triangle
-# filter, fixed point, SIMD): union pairs 2.9-4.0x faster than with DALI's CPU fn.resize (benchmarks/dali_bench.py,
-# 5 runs), which was ~75% of a view's time. GPU: DALI's.
+# filter, fixed point, SIMD): union pairs 2.85-3.97x (median 2.98, 7 runs of benchmarks/dali_bench.py) faster than
+# with DALI's CPU fn.resize, which was ~75% of a view's time. GPU: DALI's.
 AUTO_RESIZE = {"cpu": "ccrop", "gpu": "dali"}
 
 
@@ -456,8 +456,8 @@ def crop_resize_views(jpegs: DataNode, windows: DataNode, rois: DataNode, *, num
     sample's windows (``decoders.image_slice``: libjpeg-turbo's crop decoding on the
     CPU, nvJPEG's ROI decoding on the GPU) and resizes each ROI, shifted by the
     region's origin, out of it. ``"auto"`` is ``AUTO_DECODE[device]``: ``"union"`` on
-    the CPU (``python -m benchmarks.dali_bench``: pairs/s union / once median 1.08
-    over 5 runs, slice / once 0.63-0.74), ``"once"`` on the GPU, where nothing has
+    the CPU (``python -m benchmarks.dali_bench``: pairs/s union / once median 1.07
+    over 7 runs, slice / once 0.63-0.74), ``"once"`` on the GPU, where nothing has
     been measured yet.
 
     ``resize="ccrop"`` resizes on the CPU with the core's resampler
