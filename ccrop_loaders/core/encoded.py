@@ -1,5 +1,9 @@
 """A cheap check of encoded image files, before any decoder allocates: ``encoded_image_status(data)``.
 
+Compiled code calls ``image_status_at(address, size)``: no dispatcher here is typed on uint8 arrays, so FFCV 1.0.2
+(whose Loader sets ``mutable = False`` on numba's interned ``uint8[::1]`` type, changing its hash under every
+dispatcher already compiled for it) cannot break a DALI pipeline built after an FFCV Loader in the same process.
+
 Compiled with numba (no Python per sample), so DALI graphs can run it on every
 sample; it reads the headers and scans the bytes once (no entropy decoding):
 
@@ -23,6 +27,8 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba import types
+from numba.extending import intrinsic
 
 MAX_IMAGE_PIXELS = 1 << 28  # the most pixels an image may declare (e.g. 16384 x 16384), as the FFCV region decoder
 MAX_PIXELS_PER_BYTE = 2048  # a Huffman JPEG holds >= 1 bit per 8x8 block (512 pixels/byte): 4x margin
@@ -57,12 +63,12 @@ def describe_status(reason: int, height: int = 0, width: int = 0) -> str:
     return why
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(inline="always", cache=True)
 def _u16(d, i):
     return (np.int64(d[i]) << 8) | np.int64(d[i + 1])
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(inline="always", cache=True)
 def _u32(d, i):
     return (np.int64(d[i]) << 24) | (np.int64(d[i + 1]) << 16) | (np.int64(d[i + 2]) << 8) | np.int64(d[i + 3])
 
@@ -79,7 +85,7 @@ def _is_sof(m):
     return (0xC0 <= m <= 0xC3) or (0xC5 <= m <= 0xC7) or (0xC9 <= m <= 0xCB) or (0xCD <= m <= 0xCF)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(inline="always", cache=True)
 def _jpeg_status(d):
     n = d.shape[0]
     i = 2
@@ -150,7 +156,7 @@ def _jpeg_status(d):
         i += length
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(inline="always", cache=True)
 def _png_status(d):
     n = d.shape[0]
     if n < 33:
@@ -199,10 +205,34 @@ def _png_status(d):
         i += 12 + length
 
 
-@numba.njit(cache=True, nogil=True)
-def encoded_image_status(data):
+@intrinsic
+def _bytes_at(typingctx, address):
+    """uint8* from an integer address (numba intrinsic)."""
+    sig = types.CPointer(types.uint8)(types.intp)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(types.CPointer(types.uint8)))
+
+    return sig, codegen
+
+
+def encoded_image_status(data: np.ndarray) -> tuple[int, int, int]:
     """``(status, height, width)`` of an encoded image (uint8 1-D): ``IMAGE_OK`` (0) or why a decoder must not
     see it (``REASONS``); the declared size when read (else 0)."""
+    data = np.ascontiguousarray(data, dtype=np.uint8).reshape(-1)
+    status, height, width = image_status_at(data.ctypes.data, data.size)
+    return int(status), int(height), int(width)
+
+
+@numba.njit(cache=True, nogil=True)
+def image_status_at(address, size):
+    """``encoded_image_status`` of the ``size`` bytes at ``address``, for compiled code (e.g. a DALI op:
+    ``image_status_at(data.ctypes.data, data.size)``); the caller keeps the bytes alive."""
+    return _status(numba.carray(_bytes_at(address), size))
+
+
+@numba.njit(inline="always", cache=True)
+def _status(data):
     n = data.shape[0]
     zero = np.int64(0)
     if n < 8:

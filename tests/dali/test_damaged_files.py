@@ -1,12 +1,17 @@
 """Damaged image files on DALI's file-reader path: every kind fails with the file and its global index, before a
 decoder allocates (``checked_images`` / ``core.encoded``), and no good image is refused."""
 import io
+import os
 import re
 import shutil
 import struct
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
+from PIL import Image
 from nvidia.dali import fn, pipeline_def
 
 pytest.importorskip("torch")  # the iterator hands out torch tensors
@@ -250,3 +255,36 @@ def test_no_false_positives(folder, tmp_path):
                                         last_batch="partial")
             consume(ContrastiveCropIterator(pipe))
     consume(ContrastiveCropIterator(full_image_pipeline(files, batch_size=8, num_threads=1, size=SIZE)))
+
+
+def test_a_pipeline_built_after_an_ffcv_loader_still_compiles(tmp_path):
+    # FFCV 1.0.2's Loader sets ``mutable = False`` on numba's interned uint8[::1] type, which changes its hash
+    # under every dispatcher already compiled for it: a later pipeline's check then failed to compile with
+    # "KeyError: (OptionalType(array(uint8, 1d, C)), ...)". A fresh process and numba cache, in that order.
+    pytest.importorskip("ffcv")
+    script = tmp_path / "order.py"
+    script.write_text(textwrap.dedent(f"""
+        import glob, numba, numpy as np
+        from nvidia.dali import fn, pipeline_def, types
+        from ccrop_loaders.dali import checked_images
+        from ccrop_loaders.core.encoded import encoded_image_status
+        files = sorted(glob.glob({str(tmp_path / "*.jpg")!r}))
+
+        @pipeline_def(batch_size=2, num_threads=1, device_id=None)
+        def pipe():
+            jpegs, index = fn.readers.file(files=files, labels=[0, 1])
+            return fn.decoders.image(checked_images(jpegs, index), output_type=types.RGB)
+
+        for built in range(2):
+            p = pipe()
+            p.build()
+            assert len(p.run()[0]) == 2
+            print(encoded_image_status(np.fromfile(files[0], np.uint8)))
+            numba.uint8[::1].mutable = False  # what OSCacheManager.state_type does when a Loader is built
+        print("ok")
+    """))
+    for i in range(2):
+        Image.fromarray(np.full((16, 24, 3), 40 * i, np.uint8)).save(tmp_path / f"{i}.jpg")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")})
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
