@@ -112,7 +112,12 @@ def test_no_torn_rows_with_threads(table):
         deadline = time.monotonic() + 60
         while table.writes < 4 and time.monotonic() < deadline:  # the writer runs (a loaded machine is slow)
             time.sleep(0.001)
-        results = [count_torn_reads(table.address, n, 2_000_000, A_ROW, B_ROW) for _ in range(2)]
+        # read until both boxes were seen (at least twice 2M reads): on a loaded machine the writer thread may
+        # not run during a whole round
+        results = []
+        while len(results) < 2 or (time.monotonic() < deadline
+                                   and not (sum(r[1] for r in results) and sum(r[2] for r in results))):
+            results.append(count_torn_reads(table.address, n, 2_000_000, A_ROW, B_ROW))
     finally:
         done.set()
         thread.join()
