@@ -31,7 +31,7 @@ COMPARISONS = [
      ["ffcv_ccrop_2v"], ["ffcv_rrc_x2"], ">= 1.8"),
     ("dali_two_views_cpu", "DALI CPU two views: best ContrastiveCrop / best DALI RRC",
      ["dali_cpu_ccrop_once", "dali_cpu_ccrop_slice"], ["dali_cpu_rrc_random_crop", "dali_cpu_rrc_decode_once"],
-     ">= 1.0"),
+     ">= 1.3"),
     ("dali_two_views_gpu", "DALI GPU two views: best ContrastiveCrop / best DALI RRC",
      ["dali_gpu_ccrop_once", "dali_gpu_ccrop_slice"], ["dali_gpu_rrc_random_crop", "dali_gpu_rrc_decode_once"],
      ">= 1.0"),
