@@ -50,3 +50,21 @@ def table():
         t.write(np.arange(NUM_IMAGES), random_boxes(NUM_IMAGES, seed=0))
         t.epoch, t.seed = 2, 77
         yield t
+
+
+def epoch_outputs(dataset, decoder, *, batch_size=5, workers=1, order=None, **loader_options) -> dict:
+    """{global index: the sample's decoder output (numpy)} over one epoch of an FFCV Loader with ``decoder``."""
+    from ffcv.fields.basics import IntDecoder
+    from ffcv.loader import OrderOption
+
+    from ccrop_loaders.ffcv import Loader
+
+    loader = Loader(str(dataset.beton), batch_size=batch_size, num_workers=workers, drop_last=False,
+                    order=OrderOption.SEQUENTIAL if order is None else order,
+                    pipelines={"image": [decoder], "label": None, "index": [IntDecoder()]}, **loader_options)
+    out = {}
+    for images, indices in loader:
+        for image, index in zip(images, indices[:, 0]):
+            out[int(index)] = np.array(image)
+    return out
+

@@ -15,19 +15,9 @@ from ccrop_loaders.core import sample_flip
 from ccrop_loaders.ffcv import (ContrastiveCropRGBImageDecoder, FullImageRGBImageDecoder, Loader,
                                 MultiViewContrastiveCropDecoder, SampleIndexDecoder, split_views)
 from ccrop_loaders.core.resample import resize_crop, scratch_size
+from .conftest import epoch_outputs
 
 SIZE = (48, 40)
-
-
-def run(dataset, decoder, *, batch_size=5, workers=1, order=OrderOption.SEQUENTIAL, **kw):
-    """{global index: decoded views} over one epoch."""
-    loader = Loader(str(dataset.beton), batch_size=batch_size, num_workers=workers, order=order, drop_last=False,
-                    pipelines={"image": [decoder], "label": None, "index": [IntDecoder()]}, **kw)
-    out = {}
-    for images, indices in loader:
-        for image, index in zip(images, indices[:, 0]):
-            out[int(index)] = np.array(image)
-    return out
 
 
 def expected_window(table, image, index, view=0, alpha=0.6):
@@ -46,7 +36,7 @@ def crop_resize(image, window, size=SIZE, mirror=False):
 
 
 def test_view_is_crop_and_resize_at_the_sampled_window(raw_dataset, table):
-    views = run(raw_dataset, ContrastiveCropRGBImageDecoder(table, SIZE))
+    views = epoch_outputs(raw_dataset, ContrastiveCropRGBImageDecoder(table, SIZE))
     assert sorted(views) == list(range(len(raw_dataset)))
     for index, view in views.items():
         image = raw_dataset.images[index]
@@ -58,7 +48,7 @@ def test_view_is_crop_and_resize_at_the_sampled_window(raw_dataset, table):
 
 
 def test_jpeg_mode_matches_within_codec_tolerance(jpg_dataset, table):
-    views = run(jpg_dataset, ContrastiveCropRGBImageDecoder(table, SIZE))
+    views = epoch_outputs(jpg_dataset, ContrastiveCropRGBImageDecoder(table, SIZE))
     for index, view in views.items():
         image = jpg_dataset.images[index]
         reference = crop_resize(image, expected_window(table, image, index))
@@ -90,7 +80,7 @@ def test_use_boxes_false_is_random_resized_crop_and_epoch_rekeys(raw_dataset, ta
     decoder = ContrastiveCropRGBImageDecoder(table, SIZE)
     table.use_boxes = False
     table.epoch = 5
-    views = run(raw_dataset, decoder)
+    views = epoch_outputs(raw_dataset, decoder)
     for index, view in views.items():
         image = raw_dataset.images[index]
         window = sample_crop(*image.shape[:2], (0, 0, 1, 1), alpha=1.0, seed=77, epoch=5, index=index)
@@ -99,10 +89,10 @@ def test_use_boxes_false_is_random_resized_crop_and_epoch_rekeys(raw_dataset, ta
 
 def test_same_views_whatever_workers_order_and_rank(raw_dataset, table, monkeypatch):
     decoder = lambda: ContrastiveCropRGBImageDecoder(table, SIZE)  # noqa: E731
-    reference = run(raw_dataset, decoder())
+    reference = epoch_outputs(raw_dataset, decoder())
     for workers in (1, 2):
         for order in (OrderOption.SEQUENTIAL, OrderOption.RANDOM):
-            got = run(raw_dataset, decoder(), workers=workers, order=order, batch_size=7, seed=3)
+            got = epoch_outputs(raw_dataset, decoder(), workers=workers, order=order, batch_size=7, seed=3)
             assert got.keys() == reference.keys()
             for index in reference:
                 np.testing.assert_array_equal(got[index], reference[index])
@@ -114,7 +104,7 @@ def test_same_views_whatever_workers_order_and_rank(raw_dataset, table, monkeypa
     seen = {}
     for rank in (0, 1):
         monkeypatch.setattr(dist, "get_rank", lambda group=None: rank)
-        shard = run(raw_dataset, decoder(), batch_size=4, order=OrderOption.RANDOM, distributed=True, seed=0)
+        shard = epoch_outputs(raw_dataset, decoder(), batch_size=4, order=OrderOption.RANDOM, distributed=True, seed=0)
         assert set(shard).isdisjoint(seen)
         seen.update(shard)
     assert seen.keys() == reference.keys()
@@ -123,11 +113,11 @@ def test_same_views_whatever_workers_order_and_rank(raw_dataset, table, monkeypa
 
 
 def test_multi_view_equals_single_views_and_flip_mirrors(raw_dataset, table):
-    multi = run(raw_dataset, MultiViewContrastiveCropDecoder(table, SIZE, num_views=3, flip=False))
-    flipped = run(raw_dataset, MultiViewContrastiveCropDecoder(table, SIZE, num_views=3, flip=True))
+    multi = epoch_outputs(raw_dataset, MultiViewContrastiveCropDecoder(table, SIZE, num_views=3, flip=False))
+    flipped = epoch_outputs(raw_dataset, MultiViewContrastiveCropDecoder(table, SIZE, num_views=3, flip=True))
     mirrored = 0
     for v in range(3):
-        single = run(raw_dataset, ContrastiveCropRGBImageDecoder(table, SIZE, view=v))
+        single = epoch_outputs(raw_dataset, ContrastiveCropRGBImageDecoder(table, SIZE, view=v))
         for index in single:
             assert multi[index].shape == (3, *SIZE, 3)
             np.testing.assert_array_equal(multi[index][v], single[index])

@@ -15,22 +15,12 @@ from ccrop_loaders.ffcv import (ContrastiveCropRGBImageDecoder, Loader, MultiCro
 from ccrop_loaders.ffcv.jpeg import REGION_OK, decode_region
 from ccrop_loaders.core.resample import resize_crop, scratch_size
 from ccrop_loaders.sample_data import random_boxes
+from .conftest import epoch_outputs
 
 # the images' shorter sides are 60-120: the global views decode at scale 1/2 or 1, the local ones alone at 1/4 or 1/2
 GLOBAL = ViewGroup((40, 36), 2, (0.3, 1.0))
 LOCAL = ViewGroup((12, 12), 3, (0.05, 0.3), (0.5, 2.0))
 GROUPS = (GLOBAL, LOCAL)
-
-
-def run(dataset, decoder, *, batch_size=5, workers=1, order=OrderOption.SEQUENTIAL, **kw):
-    """{global index: the sample's output} over one epoch."""
-    loader = Loader(str(dataset.beton), batch_size=batch_size, num_workers=workers, order=order, drop_last=False,
-                    pipelines={"image": [decoder], "label": None, "index": [IntDecoder()]}, **kw)
-    out = {}
-    for images, indices in loader:
-        for image, index in zip(images, indices[:, 0]):
-            out[int(index)] = np.array(image)
-    return out
 
 
 def per_group(outputs, groups=GROUPS):
@@ -88,7 +78,7 @@ def test_views_are_each_groups_windows_resized_and_flipped(raw_dataset, table, u
     """Raw pixels: exact. Each view has its group's size, scale and ratio, its own keyed window and flip; a group
     with use_boxes=False is RandomResizedCrop whatever the table says."""
     groups = (GLOBAL, ViewGroup(LOCAL.size, LOCAL.num_views, LOCAL.scale, LOCAL.ratio, use_boxes=use_boxes))
-    got = per_group(run(raw_dataset, MultiCropContrastiveCropDecoder(table, groups, flip=True)), groups)
+    got = per_group(epoch_outputs(raw_dataset, MultiCropContrastiveCropDecoder(table, groups, flip=True)), groups)
     assert sorted(got) == list(range(len(raw_dataset)))
     mirrored = 0
     for index, views in got.items():
@@ -101,10 +91,10 @@ def test_views_are_each_groups_windows_resized_and_flipped(raw_dataset, table, u
 
 
 def test_groups_equal_the_multi_view_and_single_view_decoders(raw_dataset, table):
-    multi = per_group(run(raw_dataset, MultiCropContrastiveCropDecoder(table, GROUPS, alpha=0.3, flip=False)))
-    pair = run(raw_dataset, MultiViewContrastiveCropDecoder(table, GLOBAL.size, num_views=2, scale=GLOBAL.scale,
-                                                            alpha=0.3, flip=False))
-    singles = [run(raw_dataset, ContrastiveCropRGBImageDecoder(table, LOCAL.size, scale=LOCAL.scale,
+    multi = per_group(epoch_outputs(raw_dataset, MultiCropContrastiveCropDecoder(table, GROUPS, alpha=0.3, flip=False)))
+    pair = epoch_outputs(raw_dataset, MultiViewContrastiveCropDecoder(table, GLOBAL.size, num_views=2,
+                                                                      scale=GLOBAL.scale, alpha=0.3, flip=False))
+    singles = [epoch_outputs(raw_dataset, ContrastiveCropRGBImageDecoder(table, LOCAL.size, scale=LOCAL.scale,
                                                                ratio=LOCAL.ratio, alpha=0.3, view=2 + j))
                for j in range(LOCAL.num_views)]
     for index, (big, small) in multi.items():
@@ -115,7 +105,7 @@ def test_groups_equal_the_multi_view_and_single_view_decoders(raw_dataset, table
 
 def test_use_boxes_off_in_the_table_makes_every_group_rrc(raw_dataset, table):
     table.use_boxes = False
-    got = per_group(run(raw_dataset, MultiCropContrastiveCropDecoder(table, GROUPS, flip=False)))
+    got = per_group(epoch_outputs(raw_dataset, MultiCropContrastiveCropDecoder(table, GROUPS, flip=False)))
     for index, views in got.items():
         image = raw_dataset.images[index]
         for g, j, window in windows(table, image, index):
@@ -160,7 +150,7 @@ def test_jpeg_is_decoded_once_over_the_union_of_all_groups(jpg_dataset, table, d
     """Bit-exact against one decode of the union of every group's windows, at the scale every group's size allows;
     with DCT scaling, decoding the local group on its own (at its own smaller scale) gives other local views: the
     test has power."""
-    got = per_group(run(jpg_dataset, MultiCropContrastiveCropDecoder(table, GROUPS, flip=False,
+    got = per_group(epoch_outputs(jpg_dataset, MultiCropContrastiveCropDecoder(table, GROUPS, flip=False,
                                                                      dct_scaling=dct_scaling)))
     scales, differs = set(), 0
     for index, views in got.items():
@@ -181,7 +171,7 @@ def test_jpeg_is_decoded_once_over_the_union_of_all_groups(jpg_dataset, table, d
 
 def test_batches_through_a_loader_with_threads_and_shuffling(jpg_dataset, table):
     groups = multi_crop_groups(32, 16, num_local=4)
-    reference = run(jpg_dataset, MultiCropContrastiveCropDecoder(table, groups))
+    reference = epoch_outputs(jpg_dataset, MultiCropContrastiveCropDecoder(table, groups))
     loader = Loader(str(jpg_dataset.beton), batch_size=7, num_workers=2, order=OrderOption.RANDOM, seed=5,
                     drop_last=False, pipelines={"image": [MultiCropContrastiveCropDecoder(table, groups), ToTensor()],
                                                 "label": None, "index": [IntDecoder(), ToTensor()]})
@@ -229,7 +219,7 @@ def test_settable_between_epochs_and_fixed_attributes(raw_dataset, table, loader
     """alpha, flip and groups of the same sizes apply from the next iter(loader), as a fresh decoder's views;
     sizes, view counts, the table and dct_scaling are fixed."""
     changed = (ViewGroup(GLOBAL.size, 2, (0.6, 1.0), use_boxes=False), ViewGroup(LOCAL.size, 3, (0.1, 0.2)))
-    fresh = run(raw_dataset, MultiCropContrastiveCropDecoder(table, changed, alpha=0.1, flip=False))
+    fresh = epoch_outputs(raw_dataset, MultiCropContrastiveCropDecoder(table, changed, alpha=0.1, flip=False))
     decoder = MultiCropContrastiveCropDecoder(table, GROUPS, alpha=0.6, flip=True)
     loader = loader_class(str(raw_dataset.beton), batch_size=5, num_workers=2, order=OrderOption.SEQUENTIAL,
                           drop_last=False, recompile=recompile,
