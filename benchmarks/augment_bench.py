@@ -12,7 +12,8 @@ import torch
 
 from ccrop_loaders.trainer.augment import IMAGENET_MEAN, IMAGENET_STD, simclr_augment
 
-from .common import best_times, report
+from ccrop_loaders.tools.bench import best_times
+from ccrop_loaders.tools.bench.report import print_rows
 
 
 def kornia_recipe():
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
             for name, t in best.items()]
     if "kornia" in best:
         rows.append(("ratio kornia / ours (time)", f"{best['kornia'] / best['ours']:.2f}", "> 1: ours is faster"))
-    report(f"SSL view augmentations on {device} ({torch.get_num_threads()} threads)", rows)
+    print_rows(f"SSL view augmentations on {device} ({torch.get_num_threads()} threads)", rows)
 
 
 if __name__ == "__main__":

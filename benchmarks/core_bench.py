@@ -14,7 +14,8 @@ from ccrop_loaders.core import load_box, stream_key
 from ccrop_loaders.core.random import STREAM_POSITION, random_bits
 from ccrop_loaders.core.sampler import MAX_TRIES, beta_quantiles, crop_window, size_try
 
-from .common import best_times, report
+from ccrop_loaders.tools.bench import best_times
+from ccrop_loaders.tools.bench.report import print_rows
 
 N_CROPS = 1_000_000
 N_ROWS = 1_281_167  # ImageNet-1k train
@@ -94,7 +95,7 @@ def main() -> None:
         ("compiled table read (random order)", f"{t['read'] / N_ROWS * 1e9:.1f} ns/row", "goal <= 20 ns"),
         (f"write {N_ROWS:,} rows (checked)", f"{t['write'] * 1e3:.1f} ms", "goal < 50 ms"),
     ]
-    report("core (1 thread)", rows)
+    print_rows("core (1 thread)", rows)
 
 
 if __name__ == "__main__":

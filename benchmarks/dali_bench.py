@@ -27,13 +27,14 @@ import numpy as np
 from nvidia.dali import fn, pipeline_def, types
 
 from ccrop_loaders import BoxTable
-from ccrop_loaders.bench.contenders import DaliEpochs
+from ccrop_loaders.tools.bench.contenders import DaliEpochs
 from ccrop_loaders.core import multi_crop_groups
 from ccrop_loaders.dali import contrastive_crop_groups, contrastive_crop_views
 from ccrop_loaders.folder import list_images
-from ccrop_loaders.sample_data import make_image_folder, random_boxes
+from ccrop_loaders.tools.sample_data import make_image_folder, random_boxes
 
-from .common import best_times, report
+from ccrop_loaders.tools.bench import best_times
+from ccrop_loaders.tools.bench.report import print_rows
 
 SIZE = (224, 224)
 SCALE = (0.2, 1.0)
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
                   (f"cost {rate['ccrop_' + mode] / rate['multi_' + mode]:.2f} x a pair ({mode}); "
                    f"{max(rate['ccrop_once'], rate['ccrop_union']) / rate['multi_' + mode]:.2f} x the best pair; "
                    "goal <= 1.5")) for mode in ("once", "union")]
-    report(title, rows)
+    print_rows(title, rows)
 
 
 if __name__ == "__main__":

@@ -24,12 +24,13 @@ from ffcv.loader import Loader, OrderOption
 from ffcv.pipeline import PipelineSpec
 
 from ccrop_loaders import BoxTable
-from ccrop_loaders.bench.contenders import ffcv_decode_only_class
+from ccrop_loaders.tools.bench.contenders import ffcv_decode_only_class
 from ccrop_loaders.ffcv import ContrastiveCropRGBImageDecoder, MultiViewContrastiveCropDecoder
 from ccrop_loaders.ffcv.convert import convert_folder
-from ccrop_loaders.sample_data import make_image_folder, random_boxes
+from ccrop_loaders.tools.sample_data import make_image_folder, random_boxes
 
-from .common import best_times, report
+from ccrop_loaders.tools.bench import best_times
+from ccrop_loaders.tools.bench.report import print_rows
 
 SIZE = (224, 224)
 SCALE = (0.2, 1.0)
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         best = best_times({name: partial(run_epoch, ld) for name, ld in loaders.items()}, rounds=args.rounds)
     rate = {name: args.images * args.passes / s for name, s in best.items()}
     threads = f"{args.workers} thread{'s' if args.workers != 1 else ''}"
-    report(f"FFCV, {args.images} JPEGs (shorter side 300-500, q90) x {args.passes} per epoch, {threads}, "
+    print_rows(f"FFCV, {args.images} JPEGs (shorter side 300-500, q90) x {args.passes} per epoch, {threads}, "
            f"batch {args.batch_size}, {SIZE[0]}x{SIZE[1]} views", [
                ("FFCV RandomResizedCrop, 1 view", f"{rate['ffcv_rrc']:.0f} img/s", ""),
                ("ContrastiveCrop, 1 view", f"{rate['ccrop']:.0f} img/s", ""),

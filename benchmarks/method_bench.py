@@ -38,8 +38,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ccrop_loaders import BoxTable
-from ccrop_loaders.diagnostics import box_iou, view_consistency
-from ccrop_loaders.objects_data import ObjectDataset, make_object_dataset
+from ccrop_loaders.tools.diagnostics import box_iou, view_consistency
+from ccrop_loaders.tools.objects_data import ObjectDataset, make_object_dataset
 from ccrop_loaders.trainer.augment import IMAGENET_MEAN, IMAGENET_STD
 
 ALPHA = 0.6  # the paper's ImageNet value (objects here cover 5-40% of the image, as on ImageNet), fixed a priori

@@ -28,9 +28,10 @@ from ccrop_loaders import BoxTable
 from ccrop_loaders.core import multi_crop_groups
 from ccrop_loaders.ffcv import MultiCropContrastiveCropDecoder, MultiViewContrastiveCropDecoder
 from ccrop_loaders.ffcv.convert import convert_folder
-from ccrop_loaders.sample_data import make_image_folder, random_boxes
+from ccrop_loaders.tools.sample_data import make_image_folder, random_boxes
 
-from .common import best_times, report
+from ccrop_loaders.tools.bench import best_times
+from ccrop_loaders.tools.bench.report import print_rows
 
 GOAL = 1.5
 
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
             convert_folder(folder, beton, max_resolution=resolution, quality=90, workers=args.workers)
             rate = measure(beton, table, args)
             ratio = rate["pair"] / rate["multi_crop"]
-            report(f"FFCV multi-crop, {args.images} JPEGs at max resolution {resolution} x {args.passes} per epoch, "
+            print_rows(f"FFCV multi-crop, {args.images} JPEGs at max resolution {resolution} x {args.passes} per epoch, "
                    f"{args.workers} threads, batch {args.batch_size}", [
                        ("two-view 224 pair", f"{rate['pair']:.0f} img/s", ""),
                        ("multi-crop 2 x 224 + 6 x 96, one decode", f"{rate['multi_crop']:.0f} img/s", ""),

@@ -22,7 +22,7 @@ import numpy as np
 from ccrop_loaders import BoxTable, sample_crop
 from ccrop_loaders.core.table import pack_boxes, unpack_boxes
 from ccrop_loaders.folder import list_images, load_rgb
-from ccrop_loaders.sample_data import make_image_folder
+from ccrop_loaders.tools.sample_data import make_image_folder
 
 BOX_A = (0.05, 0.1, 0.45, 0.5)
 BOX_B = (0.5, 0.55, 0.95, 0.9)

@@ -14,7 +14,7 @@ import torch
 
 from ccrop_loaders import BoxTable, BoxUpdater, localize_boxes
 
-from .common import report
+from ccrop_loaders.tools.bench.report import print_rows
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
             best_update, best_pass, best_inline = min(best_update, handed), min(best_pass, whole), min(best_inline,
                                                                                                     inline)
     per = 1e3 / args.batches
-    report(f"BoxUpdater on {device}, {args.batches} batches of {args.batch} maps (512, 7, 7)", [
+    print_rows(f"BoxUpdater on {device}, {args.batches} batches of {args.batch} maps (512, 7, 7)", [
         ("trainer's time in update(), per batch", f"{best_update * per:.2f} ms", "the loop's cost"),
         ("localize + write in the loop, per batch", f"{best_inline * per:.2f} ms", "what the updater takes off it"),
         ("ratio update() / in-loop", f"{best_update / best_inline:.3f}", ""),

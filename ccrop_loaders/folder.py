@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -104,3 +105,49 @@ def find_unreadable(paths: Sequence[Path], *, workers: int = 0, strict: bool = F
                     raise ValueError(f"cannot read {path}: {problem}")
                 bad.append((path, problem))
     return bad
+
+
+@dataclass
+class FolderFiles:
+    """An image folder as a file list (DALI's readers take it): ``files[i]`` has global index ``indices[i]`` and class ``labels[i]``.
+
+    Global indices number the readable images in listing order, as ``ccrop
+    convert`` numbers the samples of the .beton it writes (it leaves unreadable
+    files out too): the same image has the same index, so the same box, in both.
+    ``num_samples`` (the box table's size) counts them; ``skipped`` lists the
+    ``(path, reason)`` of the files the optional check left out.
+    """
+
+    files: list[str]
+    indices: np.ndarray
+    labels: np.ndarray
+    num_samples: int
+    classes: list[str]
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    @classmethod
+    def from_folder(cls, root: str | Path, *, check_images: bool = False, workers: int = 0) -> FolderFiles:
+        """List ``root`` (ImageFolder or flat; the same order, so the same indices, as ``ccrop convert``).
+
+        ``check_images`` decodes every file first (``workers`` processes, progress
+        bar) and leaves out the unreadable ones, as ``ccrop convert`` does.
+        """
+        samples, classes = list_images(root)
+        skipped = find_unreadable([p for p, _ in samples], workers=workers) if check_images else []
+        if skipped:
+            print(f"ccrop: skipping {len(skipped)} unreadable images of {len(samples)}, e.g. {skipped[0][0]}: "
+                  f"{skipped[0][1]}")
+        bad = {p for p, _ in skipped}
+        keep = [i for i, (p, _) in enumerate(samples) if p not in bad]
+        if not keep:
+            raise ValueError(f"none of the {len(samples)} images in {root} could be read")
+        return cls(files=[str(samples[i][0]) for i in keep], indices=np.arange(len(keep), dtype=np.int64),
+                   labels=np.asarray([samples[i][1] for i in keep], dtype=np.int64), num_samples=len(keep),
+                   classes=classes, skipped=skipped)
+
+    def index_of(self, path: str) -> int | None:
+        """Global index of ``path`` (None if not listed)."""
+        try:
+            return int(self.indices[self.files.index(str(path))])
+        except ValueError:
+            return None

@@ -110,7 +110,7 @@ class Data:
                                             device=device, size=args.size, distributed=distributed)
             self.augment = [simclr_augment(generator=None).to(device)] * 2
         else:
-            from ccrop_loaders.dali import FolderFiles
+            from ccrop_loaders.folder import FolderFiles
 
             from .dali_ssl import localization_iterator, ssl_iterator
 
@@ -283,7 +283,7 @@ def main(argv=None) -> dict:
         if folder is None:
             if not args.tiny:
                 raise SystemExit("--data is required (or --tiny for demo data)")
-            from ccrop_loaders.sample_data import make_image_folder
+            from ccrop_loaders.tools.sample_data import make_image_folder
 
             folder = work / "demo_images"
             private = args.checkpoint is None  # in this process's own temporary folder
@@ -297,7 +297,7 @@ def main(argv=None) -> dict:
         if args.backend == "ffcv":
             beton, num_samples = converted_beton(folder, work, args)
         else:
-            from ccrop_loaders.dali import FolderFiles
+            from ccrop_loaders.folder import FolderFiles
 
             beton, num_samples = None, FolderFiles.from_folder(folder).num_samples
         if args.batch_size is None:

@@ -21,10 +21,10 @@ def main() -> int:
     from PIL import Image
 
     from ccrop_loaders import BoxTable
-    from ccrop_loaders.cli import main as ccrop
-    from ccrop_loaders.demo import OUTPUT_SIZE, stand_in_feature_maps
+    from ccrop_loaders.tools.cli import main as ccrop
+    from ccrop_loaders.tools.demo import OUTPUT_SIZE, stand_in_feature_maps
     from ccrop_loaders.folder import list_images, load_rgb
-    from ccrop_loaders.sample_data import make_image_folder
+    from ccrop_loaders.tools.sample_data import make_image_folder
     from ccrop_loaders.trainer import localize_boxes
 
     out = ROOT / "docs" / "show.png"

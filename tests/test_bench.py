@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ccrop_loaders.bench import COMPARISONS, _comparisons
-from ccrop_loaders.cli import main
+from ccrop_loaders.tools.bench import COMPARISONS, _comparisons
+from ccrop_loaders.tools.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -92,7 +92,7 @@ def test_bad_arguments_one_line(args, message, capsys):
 
 def test_gpu_without_gpu_one_line(tmp_path):
     pytest.importorskip("nvidia.dali")
-    from ccrop_loaders.bench.contenders import dali_gpu_count
+    from ccrop_loaders.tools.bench.contenders import dali_gpu_count
 
     if dali_gpu_count() > 0:
         pytest.skip("a GPU is present")

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from ccrop_loaders import BoxTable
-from ccrop_loaders.cli import main as ccrop
+from ccrop_loaders.tools.cli import main as ccrop
 from ccrop_loaders.core.sampler import sample_crops
-from ccrop_loaders.diagnostics import (
+from ccrop_loaders.tools.diagnostics import (
     Truth,
     TruthError,
     box_diagnostics,
@@ -154,7 +154,7 @@ def test_ccrop_diagnose(tmp_path, capsys):
 
 def test_ccrop_diagnose_reads_sizes_from_the_image_folder(tmp_path, capsys):
     pytest.importorskip("skimage")
-    from ccrop_loaders.objects_data import make_object_dataset
+    from ccrop_loaders.tools.objects_data import make_object_dataset
 
     data = make_object_dataset(tmp_path / "objects", 18, heldout=0, show=False)
     with BoxTable.create(18) as table:
@@ -251,7 +251,7 @@ def test_truth_that_is_not_a_regular_file_is_refused_without_reading(tmp_path):
 def test_unreadable_truth(tmp_path, monkeypatch):
     import errno
 
-    import ccrop_loaders.diagnostics as diagnostics
+    import ccrop_loaders.tools.diagnostics as diagnostics
 
     path = tmp_path / "t.csv"
     path.write_text("index,y0,x0,y1,x1\n0,0,0,1,1\n")
@@ -288,7 +288,7 @@ def test_exactly_the_coverage_counts_whatever_the_rounding():
     # 63 of 210 pixels is exactly 30%, but (0.95625 - 0.51875) * 480 rounds to 0.29999999999999993 of it
     assert object_coverage([[0, 249, 10, 63]], [[0, 0.51875, 1, 0.95625]], [[10, 480]])[0] < 0.3
     windows_at_the_object = [[0, 249, 10, 63]]
-    from ccrop_loaders.diagnostics import COVERAGE_TOLERANCE
+    from ccrop_loaders.tools.diagnostics import COVERAGE_TOLERANCE
 
     held = object_coverage(windows_at_the_object, [[0, 0.51875, 1, 0.95625]], [[10, 480]]) >= 0.3 - COVERAGE_TOLERANCE
     assert held.all()
@@ -355,7 +355,7 @@ def test_ccrop_diagnose_hostile_cli_inputs(tmp_path, capsys):
 def test_sizes_from_a_folder_name_the_broken_image_and_follow_exif(tmp_path):
     from PIL import Image
 
-    from ccrop_loaders.diagnostics import image_sizes
+    from ccrop_loaders.tools.diagnostics import image_sizes
     from ccrop_loaders.folder import load_rgb
 
     folder = tmp_path / "imgs"
@@ -376,7 +376,7 @@ def test_sizes_from_a_forged_beton_are_refused_before_allocating(tmp_path):
 
     from PIL import Image
 
-    from ccrop_loaders.diagnostics import image_sizes
+    from ccrop_loaders.tools.diagnostics import image_sizes
     from ccrop_loaders.ffcv.convert import convert_folder
 
     (tmp_path / "imgs").mkdir()
@@ -418,7 +418,7 @@ def test_more_rows_than_the_table_are_refused_before_parsing_them(tmp_path):
         with pytest.raises(TruthError, match=f"{name} holds more than 4 rows, but the table has 4 samples"):
             read_truth(tmp_path / name, max_rows=4)
     # in a fresh process: json.loads and a list of every CSV row took ~1 GB for these 48 MB
-    code = ("import sys; from ccrop_loaders.diagnostics import read_truth, TruthError\n"
+    code = ("import sys; from ccrop_loaders.tools.diagnostics import read_truth, TruthError\n"
             "try: read_truth(sys.argv[1], max_rows=4)\nexcept TruthError: pass\n")
     for name in ("t.json", "t.csv"):
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

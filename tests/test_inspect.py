@@ -17,10 +17,10 @@ torch = pytest.importorskip("torch")
 from PIL import Image  # noqa: E402
 
 from ccrop_loaders import FULL_BOX, BoxTable, sample_crop, table_state  # noqa: E402
-from ccrop_loaders.cli import main  # noqa: E402
-from ccrop_loaders.inspection import (InspectError, read_table, show_figsize,  # noqa: E402
+from ccrop_loaders.tools.cli import main  # noqa: E402
+from ccrop_loaders.tools.inspection import (InspectError, read_table, show_figsize,  # noqa: E402
                                       view_windows)
-from ccrop_loaders.sample_data import make_image_folder  # noqa: E402
+from ccrop_loaders.tools.sample_data import make_image_folder  # noqa: E402
 
 # Three full boxes, three others (areas 0.35, 0.25, 0.24; aspects 1.4, 1.0, 0.667).
 BOXES = np.array([[0, 0, 1, 1], [0.1, 0.2, 0.6, 0.9], [0, 0, 1, 1], [0.25, 0.25, 0.75, 0.75], [0, 0, 1, 1],

@@ -34,14 +34,14 @@ def _without(modules: tuple[str, ...], code: str):
 @pytest.mark.parametrize("missing,code,extra", [
     (("ffcv",), "import ccrop_loaders.ffcv", "ffcv"),
     (("torch",), "import ccrop_loaders.ffcv", "ffcv"),  # FFCV imports torch
-    (("ffcv",), "from ccrop_loaders.cli import main; main(['convert', 'a', 'b.beton'])", "ffcv"),
+    (("ffcv",), "from ccrop_loaders.tools.cli import main; main(['convert', 'a', 'b.beton'])", "ffcv"),
     (("nvidia.dali",), "import ccrop_loaders.dali", "dali"),
     (("torch",), "from ccrop_loaders import localize_boxes", "torch"),
     (("torch",), "import ccrop_loaders as cc; cc.BoxUpdater", "torch"),
     (("torch",), "from ccrop_loaders.dali import ContrastiveCropIterator", "torch"),
-    (("skimage",), "from ccrop_loaders.cli import main; main(['demo', '--out', '/nonexistent/ccrop-demo'])",
+    (("skimage",), "from ccrop_loaders.tools.cli import main; main(['demo', '--out', '/nonexistent/ccrop-demo'])",
      "demo"),
-    (("torch",), "from ccrop_loaders.cli import main; main(['demo', '--out', '/nonexistent/ccrop-demo'])", "demo"),
+    (("torch",), "from ccrop_loaders.tools.cli import main; main(['demo', '--out', '/nonexistent/ccrop-demo'])", "demo"),
     (("skimage",), "import runpy; sys.argv = ['x', '/nonexistent/ccrop-images']; "
                    "runpy.run_module('ccrop_loaders.sample_data', run_name='__main__')", "demo"),
 ], ids=lambda v: v if isinstance(v, str) and len(v) < 12 else None)
@@ -134,7 +134,7 @@ def test_ccrop_demo_takes_the_demo_options():
     result = subprocess.run([sys.executable, "-m", "ccrop_loaders.cli", "demo", "--help"], capture_output=True,
                             text=True, timeout=60, cwd=REPO)
     assert result.returncode == 0 and "--images" in result.stdout and "--out" in result.stdout, result.stderr
-    result = _python("from ccrop_loaders.cli import main; main(['demo', '--images', '2'])")
+    result = _python("from ccrop_loaders.tools.cli import main; main(['demo', '--images', '2'])")
     assert result.returncode != 0 and "--images must be at least 6" in result.stderr, result.stderr[-2000:]
 
 

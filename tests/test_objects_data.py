@@ -4,9 +4,9 @@ import pytest
 
 pytest.importorskip("skimage")
 
-from ccrop_loaders.diagnostics import read_truth  # noqa: E402
+from ccrop_loaders.tools.diagnostics import read_truth  # noqa: E402
 from ccrop_loaders.folder import list_images  # noqa: E402
-from ccrop_loaders.objects_data import OBJECTS, make_object_dataset  # noqa: E402
+from ccrop_loaders.tools.objects_data import OBJECTS, make_object_dataset  # noqa: E402
 
 
 def test_dataset_is_deterministic_balanced_and_its_truth_matches_the_files(tmp_path):
@@ -33,7 +33,7 @@ def test_dataset_is_deterministic_balanced_and_its_truth_matches_the_files(tmp_p
 
 
 def test_a_folder_with_other_files_is_refused_and_a_rerun_is_fine(tmp_path, capsys):
-    from ccrop_loaders.objects_data import main
+    from ccrop_loaders.tools.objects_data import main
 
     first = make_object_dataset(tmp_path / "d", 12, heldout=0, show=False)
     again = make_object_dataset(tmp_path / "d", 12, heldout=0, show=False)  # same files rewritten
@@ -64,7 +64,7 @@ def test_one_image_and_tiny_sizes():
 def test_the_folder_check_does_not_list_every_image_to_come(tmp_path):
     import time
 
-    from ccrop_loaders.objects_data import _check_split_folder
+    from ccrop_loaders.tools.objects_data import _check_split_folder
 
     (tmp_path / "cat").mkdir()
     (tmp_path / "cat" / "00002.jpg").touch()
@@ -87,7 +87,7 @@ def test_the_folder_check_does_not_list_every_image_to_come(tmp_path):
 def test_truth_csv_is_replaced_atomically_and_a_fifo_is_refused(tmp_path):
     import os
 
-    from ccrop_loaders.objects_data import write_truth
+    from ccrop_loaders.tools.objects_data import write_truth
 
     os.mkfifo(tmp_path / "t.csv")  # open(..., "w") blocked forever
     with pytest.raises(ValueError, match="it is a FIFO"):

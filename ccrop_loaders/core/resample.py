@@ -17,9 +17,9 @@ from numba.extending import overload
 try:
     from . import _resample
 except ImportError as error:  # built by setup.py, which needs a C compiler
-    from .. import _missing_extension
+    from .._extras import missing_extension
 
-    raise _missing_extension(
+    raise missing_extension(
         error, "_resample", "a C compiler (Debian/Ubuntu: apt install gcc)", package="core"
     ) from error
 

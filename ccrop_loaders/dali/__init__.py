@@ -3,9 +3,9 @@ external-source pipelines (``readers``), and a torch iterator (``iterator``)."""
 try:
     import nvidia.dali  # noqa: F401
 except ImportError as _error:
-    from .. import _missing_extra
+    from .._extras import missing_extra
 
-    raise _missing_extra(_error, "dali", "ccrop_loaders.dali") from _error
+    raise missing_extra(_error, "dali", "ccrop_loaders.dali") from _error
 from .ops import (AUTO_DECODE, AUTO_RESIZE, checked_images, contrastive_crop_decoded, contrastive_crop_group_windows,
                   contrastive_crop_groups, contrastive_crop_groups_decoded, contrastive_crop_views,
                   contrastive_crop_windows, crop_resize_views)
@@ -24,9 +24,9 @@ def __getattr__(name: str):
         try:
             import torch  # noqa: F401
         except ImportError as error:
-            from .. import _missing_extra
+            from .._extras import missing_extra
 
-            raise _missing_extra(error, "torch", "ccrop_loaders.dali.ContrastiveCropIterator") from error
+            raise missing_extra(error, "torch", "ccrop_loaders.dali.ContrastiveCropIterator") from error
         from .iterator import ContrastiveCropIterator
 
         return ContrastiveCropIterator

@@ -3,9 +3,9 @@ forwards decoding errors."""
 try:
     import ffcv  # noqa: F401  (FFCV imports torch too)
 except ImportError as _error:
-    from .. import _missing_extra
+    from .._extras import missing_extra
 
-    raise _missing_extra(_error, "ffcv", "ccrop_loaders.ffcv") from _error
+    raise missing_extra(_error, "ffcv", "ccrop_loaders.ffcv") from _error
 from .decoders import (ContrastiveCropRGBImageDecoder, FullImageRGBImageDecoder, MultiCropContrastiveCropDecoder,
                        MultiViewContrastiveCropDecoder, SampleIndexDecoder)
 from .loader import Loader

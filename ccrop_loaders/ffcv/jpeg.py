@@ -27,9 +27,9 @@ import ctypes
 try:
     from . import _jpeg_region
 except ImportError as error:  # built by setup.py only where libjpeg's headers were found
-    from .. import _missing_extension
+    from .._extras import missing_extension
 
-    raise _missing_extension(
+    raise missing_extension(
         error, "_jpeg_region", "a C compiler and libjpeg-turbo's development files "
         "(Debian/Ubuntu: apt install gcc libjpeg-dev; conda: libjpeg-turbo)"
     ) from error

@@ -2,9 +2,9 @@
 try:
     import torch  # noqa: F401
 except ImportError as _error:
-    from .. import _missing_extra
+    from .._extras import missing_extra
 
-    raise _missing_extra(_error, "torch", "ccrop_loaders.trainer (localize_boxes, BoxUpdater, the schedule, "
+    raise missing_extra(_error, "torch", "ccrop_loaders.trainer (localize_boxes, BoxUpdater, the schedule, "
                                           "checkpoints, augmentations)") from _error
 from .augment import SSLViewAugment, byol_augment, simclr_augment
 from .checkpoint import restore_table, table_state

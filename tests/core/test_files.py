@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ccrop_loaders import BoxTable
-from ccrop_loaders.cli import main as ccrop
+from ccrop_loaders.tools.cli import main as ccrop
 from ccrop_loaders.core.files import temp_name
 from ccrop_loaders.core.table import orphaned_tables
 

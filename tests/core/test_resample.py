@@ -4,7 +4,7 @@ from PIL import Image
 
 from ccrop_loaders.core.resample import (RESIZE_OK, SIMD, SIMD_AVX2, SIMD_AVX512, SIMD_NONE, resize_crop,
                                          resize_crop_simd_c, scratch_size)
-from ccrop_loaders.sample_data import _source_photos
+from ccrop_loaders.tools.sample_data import _source_photos
 
 
 def resized(image, window, size, mirror=False):

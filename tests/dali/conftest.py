@@ -5,7 +5,7 @@ pytest.importorskip("nvidia.dali")
 
 from ccrop_loaders import BoxTable
 from ccrop_loaders.folder import list_images, load_rgb
-from ccrop_loaders.sample_data import make_image_folder, random_boxes
+from ccrop_loaders.tools.sample_data import make_image_folder, random_boxes
 
 NUM_IMAGES = 16
 

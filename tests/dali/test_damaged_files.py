@@ -22,7 +22,7 @@ from ccrop_loaders.core.encoded import (IMAGE_BAD_SIZE, IMAGE_CORRUPT, IMAGE_EMP
 from ccrop_loaders.dali import (ExternalSourceReader, FolderFiles, contrastive_crop_views, external_source_pipeline,
                                 file_reader_pipeline, full_image_pipeline)
 from ccrop_loaders.dali.iterator import ContrastiveCropIterator
-from ccrop_loaders.sample_data import make_image_folder
+from ccrop_loaders.tools.sample_data import make_image_folder
 
 from .conftest import has_gpu
 

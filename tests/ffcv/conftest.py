@@ -8,7 +8,7 @@ pytest.importorskip("ffcv")
 from ccrop_loaders import BoxTable  # noqa: E402
 from ccrop_loaders.ffcv.convert import convert_folder  # noqa: E402
 from ccrop_loaders.folder import list_images, load_rgb  # noqa: E402
-from ccrop_loaders.sample_data import make_image_folder, random_boxes  # noqa: E402
+from ccrop_loaders.tools.sample_data import make_image_folder, random_boxes  # noqa: E402
 
 NUM_IMAGES = 24
 

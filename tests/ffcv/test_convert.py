@@ -4,7 +4,7 @@ from ffcv.fields.basics import IntDecoder
 from ffcv.loader import OrderOption
 from PIL import Image
 
-from ccrop_loaders.cli import main
+from ccrop_loaders.tools.cli import main
 from ccrop_loaders.ffcv import FullImageRGBImageDecoder, Loader
 from ccrop_loaders.ffcv.convert import convert_folder
 from ccrop_loaders.folder import load_rgb
@@ -89,7 +89,7 @@ def test_ensure_converted_is_keyed_to_the_source_and_options(tmp_path, capsys):
     import os
 
     from ccrop_loaders.ffcv.convert import ensure_converted, source_record
-    from ccrop_loaders.sample_data import make_image_folder
+    from ccrop_loaders.tools.sample_data import make_image_folder
 
     first, other = tmp_path / "first", tmp_path / "other"
     make_image_folder(first, 6, shorter_side=(40, 60), seed=1)
@@ -119,7 +119,7 @@ def test_waiters_see_the_conversion_or_its_failure(tmp_path):
     import threading
 
     from ccrop_loaders.ffcv.convert import converted_samples, ensure_converted, wait_converted
-    from ccrop_loaders.sample_data import make_image_folder
+    from ccrop_loaders.tools.sample_data import make_image_folder
 
     folder = tmp_path / "images"
     make_image_folder(folder, 6, shorter_side=(40, 60), seed=1)

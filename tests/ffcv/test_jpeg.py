@@ -16,7 +16,7 @@ from PIL import Image
 
 from ccrop_loaders.ffcv.jpeg import (REGION_BAD_SIZE, REGION_ERROR, REGION_MAX_PIXELS, REGION_OK, REGION_TOO_LARGE,
                                      decode_region)
-from ccrop_loaders.sample_data import _source_photos
+from ccrop_loaders.tools.sample_data import _source_photos
 
 
 def jpeg_bytes(image: np.ndarray, **save) -> np.ndarray:

@@ -14,7 +14,7 @@ from ccrop_loaders.ffcv import (ContrastiveCropRGBImageDecoder, Loader, MultiCro
                                 MultiViewContrastiveCropDecoder, split_groups, split_views)
 from ccrop_loaders.ffcv.jpeg import REGION_OK, decode_region
 from ccrop_loaders.core.resample import resize_crop, scratch_size
-from ccrop_loaders.sample_data import random_boxes
+from ccrop_loaders.tools.sample_data import random_boxes
 from .conftest import epoch_outputs
 
 # the images' shorter sides are 60-120: the global views decode at scale 1/2 or 1, the local ones alone at 1/4 or 1/2

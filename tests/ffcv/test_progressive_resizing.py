@@ -10,7 +10,7 @@ from ffcv.pipeline import PipelineSpec
 from ccrop_loaders import BoxTable, sample_crop
 from ccrop_loaders.ffcv import (ContrastiveCropRGBImageDecoder, FullImageRGBImageDecoder, Loader,
                                 MultiViewContrastiveCropDecoder)
-from ccrop_loaders.sample_data import random_boxes
+from ccrop_loaders.tools.sample_data import random_boxes
 
 from .conftest import NUM_IMAGES
 

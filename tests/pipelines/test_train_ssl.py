@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from ccrop_loaders.sample_data import make_image_folder  # noqa: E402
+from ccrop_loaders.tools.sample_data import make_image_folder  # noqa: E402
 
 
 @pytest.mark.parametrize("backend, method", [("ffcv", "moco"), ("dali", "simclr")])

@@ -153,7 +153,7 @@ def _cpu_model() -> str:
 def _simd() -> int | None:
     """The resampler's instruction set (``ccrop_loaders.core.resample.SIMD``), None when it was not built."""
     try:
-        from ..core.resample import SIMD
+        from ccrop_loaders.core.resample import SIMD
     except ImportError:
         return None
     return int(SIMD)
@@ -294,7 +294,7 @@ def run(args: argparse.Namespace) -> dict:
     except OSError as error:
         raise BenchError(f"cannot create --out {out}: {error}") from None
 
-    from ..core import BoxTable
+    from ccrop_loaders.core import BoxTable
     from ..sample_data import random_boxes
 
     started = time.perf_counter()

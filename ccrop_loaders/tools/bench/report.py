@@ -8,6 +8,14 @@ BACKEND_COLOURS = {"ffcv": "tab:blue", "dali-cpu": "tab:green", "dali-gpu": "tab
                    "bare": "tab:gray"}
 
 
+def print_rows(title: str, rows: list[tuple[str, str, str]]) -> None:
+    """Print ``(measure, figure, goal)`` rows under a title (the ``benchmarks/`` scripts' report)."""
+    print(f"\n== {title}")
+    width = max(len(r[0]) for r in rows)
+    for measure, figure, goal in rows:
+        print(f"  {measure:<{width}}  {figure:>14}   {goal}")
+
+
 def table_text(record: dict) -> str:
     s, m = record["settings"], record["machine"]
     lines = [f"== ccrop bench: {s['images']} JPEGs per size, {s['threads']} threads, batch {s['batch_size']}, "

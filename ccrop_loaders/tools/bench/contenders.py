@@ -107,7 +107,7 @@ def _epoch(loader) -> None:
 
 def ffcv_multiview(images, table, threads: int, views: int, batch_size: int, passes: int) -> Contender:
     """FFCV ``MultiViewContrastiveCropDecoder`` with ``views`` views (flip on)."""
-    from ..ffcv import MultiViewContrastiveCropDecoder
+    from ccrop_loaders.ffcv import MultiViewContrastiveCropDecoder
 
     loader = _ffcv_loader(images.beton, images.count, threads, batch_size, passes,
                           {"image": [MultiViewContrastiveCropDecoder(table, SIZE, num_views=views, flip=True)]})
@@ -120,7 +120,7 @@ def ffcv_contenders(images, table, threads: int, batch_size: int, passes: int) -
     from ffcv.fields.rgb_image import RandomResizedCropRGBImageDecoder
     from ffcv.pipeline import PipelineSpec
 
-    from ..ffcv import ContrastiveCropRGBImageDecoder
+    from ccrop_loaders.ffcv import ContrastiveCropRGBImageDecoder
 
     def make(key, label, views, pipelines):
         loader = _ffcv_loader(images.beton, images.count, threads, batch_size, passes, pipelines)
@@ -156,7 +156,7 @@ def dali_gpu_count() -> int:
 def _dali_pipeline(kind: str, files: list[str], table, device: str, batch_size: int, threads: int, views: int):
     from nvidia.dali import fn, pipeline_def, types
 
-    from ..dali import contrastive_crop_views
+    from ccrop_loaders.dali import contrastive_crop_views
 
     decoder = "mixed" if device == "gpu" else "cpu"
 
@@ -253,7 +253,7 @@ class OriginalViews:
 
         from PIL import Image
 
-        from ..core import sample_crop
+        from ccrop_loaders.core import sample_crop
 
         n = i % len(self.files)
         with open(self.files[n], "rb") as f:  # torchvision's pil_loader
@@ -310,7 +310,7 @@ class _ThreadedDecode:
 
 def libjpeg_contender(images, threads: int, passes: int) -> Contender:
     """Full-image ``decode_region`` (our libjpeg-turbo binding) into a buffer per thread."""
-    from ..ffcv.jpeg import REGION_OK, decode_region
+    from ccrop_loaders.ffcv.jpeg import REGION_OK, decode_region
 
     h_max, w_max = images.shapes.max(axis=0)
     length = (int(h_max) + 16) * (int(w_max) + 16) * 3

@@ -86,7 +86,7 @@ def prepare(root: Path, images: int, sizes: list[int], *, workers: int, seed: in
     """Write the source JPEGs and, per size, the ``.beton`` and its JPEGs under ``root``."""
     from PIL import Image
 
-    from ..folder import list_images
+    from ccrop_loaders.folder import list_images
     from ..sample_data import make_image_folder
 
     source = root / "source"
@@ -95,7 +95,7 @@ def prepare(root: Path, images: int, sizes: list[int], *, workers: int, seed: in
     for size in sizes:
         out = root / f"jpeg{size}"
         if have("ffcv"):
-            from ..ffcv.convert import convert_folder
+            from ccrop_loaders.ffcv.convert import convert_folder
 
             beton = root / f"{size}.beton"
             convert_folder(source, beton, max_resolution=size, quality=90, workers=workers)
