@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ccrop_loaders import BoxTable, sample_crop
-from ccrop_loaders.core.table import pack_boxes, unpack_boxes
+from ccrop_loaders.core.table_layout import pack_boxes, unpack_boxes
 from ccrop_loaders.folder import list_images, load_rgb
 from ccrop_loaders.tools.sample_data import make_image_folder
 

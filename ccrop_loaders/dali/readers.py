@@ -19,7 +19,7 @@ from nvidia.dali.plugin.numba.fn.experimental import numba_function
 
 from ..core import BoxTable, beta_quantiles
 from ..core.sampler import check_alpha, check_count, check_range
-from ..core.table import words_at
+from ..core.table_layout import words_at
 from ..folder import FolderFiles
 from .ops import (check_device, checked_images, contrastive_crop_views, crop_resize_views, keep_alive, resolve_table,
                   view_windows)

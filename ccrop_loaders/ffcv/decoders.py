@@ -29,7 +29,7 @@ from ffcv.pipeline.state import State
 from ..core import BoxTable, ViewGroup, beta_quantiles, first_views, table_crop_window, table_flip
 from ..core.groups import check_groups
 from ..core.sampler import QUANTILE_KNOTS, check_alpha, check_count, check_range, check_size
-from ..core.table import words_at
+from ..core.table_layout import words_at
 from .jpeg import REGION_BAD_SIZE, REGION_MAX_PIXELS, REGION_NO_MEMORY, REGION_OK, decode_region
 from ..core.resample import resize_crop, scratch_bytes_c
 

@@ -37,7 +37,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _clean(args: argparse.Namespace) -> int:
     from ccrop_loaders.core.files import shm_dir
-    from ccrop_loaders.core.table import orphaned_tables, remove_orphaned
+    from ccrop_loaders.core.orphans import orphaned_tables, remove_orphaned
 
     directory = args.dir or shm_dir()
     try:

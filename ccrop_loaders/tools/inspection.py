@@ -23,7 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from ccrop_loaders.core.sampler import FULL_BOX, sample_crop, sample_flip
-from ccrop_loaders.core.table import FILE_MAGIC, HEADER_WORDS, BoxTable, controls_of, read_table_file, unpack_boxes
+from ccrop_loaders.core.table import BoxTable
+from ccrop_loaders.core.table_file import read_table_file
+from ccrop_loaders.core.table_layout import FILE_MAGIC, HEADER_WORDS, controls_of, unpack_boxes
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 _BAR = 40  # characters of the longest histogram bar

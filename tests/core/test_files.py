@@ -13,7 +13,7 @@ import pytest
 from ccrop_loaders import BoxTable
 from ccrop_loaders.tools.cli import main as ccrop
 from ccrop_loaders.core.files import temp_name
-from ccrop_loaders.core.table import orphaned_tables
+from ccrop_loaders.core.orphans import orphaned_tables
 
 BOX = [0.1, 0.2, 0.3, 0.4]
 
@@ -401,7 +401,7 @@ def test_names_with_control_characters_are_refused_so_the_tracker_keeps_working(
 
 
 def test_clean_leaves_a_table_that_took_the_name_of_an_orphan(own_shm):
-    from ccrop_loaders.core.table import remove_orphaned
+    from ccrop_loaders.core.orphans import remove_orphaned
 
     proc, name, tracker = _start_holder(own_shm)
     os.kill(tracker, signal.SIGKILL)

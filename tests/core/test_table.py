@@ -10,7 +10,7 @@ import pytest
 from ccrop_loaders import BoxTable, sample_crop
 from ccrop_loaders.core import load_box, load_controls, table_crop_window
 from ccrop_loaders.core.sampler import beta_quantiles
-from ccrop_loaders.core.table import shm_dir
+from ccrop_loaders.core.files import shm_dir
 
 BOX_A = np.array([0.1, 0.2, 0.3, 0.4])
 BOX_B = np.array([0.6, 0.7, 0.8, 0.9])

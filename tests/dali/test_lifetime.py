@@ -5,7 +5,7 @@ import numpy as np
 from nvidia.dali import fn, pipeline_def
 
 from ccrop_loaders import BoxTable, sample_crop
-from ccrop_loaders.core.table import shm_dir
+from ccrop_loaders.core.files import shm_dir
 from ccrop_loaders.dali import contrastive_crop_windows
 
 
