@@ -11,6 +11,7 @@ from .checkpoint import restore_table, table_state
 from .localize import localize_boxes
 from .schedule import ContrastiveCropSchedule
 from .updater import BoxUpdater
+from .view_stage import ViewStage, make_views
 
 __all__ = ["BoxUpdater", "ContrastiveCropSchedule", "SSLViewAugment", "byol_augment", "localize_boxes", "restore_table",
-           "simclr_augment", "table_state"]
+           "simclr_augment", "table_state", "ViewStage", "make_views"]
