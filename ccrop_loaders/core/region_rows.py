@@ -37,7 +37,7 @@ MAX_CAPACITY = 1 << 14  # per side, pixels
 ROW_OK, ROW_BAD_MAGIC, ROW_BAD_FORMAT, ROW_BAD_REGION, ROW_BAD_WINDOW, ROW_BAD_FLIP = range(6)
 
 
-@numba.njit(inline="always")
+@numba.njit(inline="always", cache=True)
 def header_bytes(num_views: int) -> int:
     """Bytes of a row's header for ``num_views`` views: 32 + 33 V rounded up to a multiple of 64."""
     return (FIXED_BYTES + (WINDOW_BYTES + 1) * num_views + 63) // 64 * 64
@@ -53,7 +53,8 @@ class RowFormat:
     def __post_init__(self) -> None:
         try:
             h, w = (int(v) for v in self.capacity)
-            ok = all(not isinstance(v, (bool, np.bool_)) and float(v) == int(v) for v in self.capacity)
+            ok = all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+                     and float(v) == int(v) for v in self.capacity)
         except (TypeError, ValueError):
             ok = False
         if not ok or not (1 <= h <= MAX_CAPACITY and 1 <= w <= MAX_CAPACITY):
@@ -75,7 +76,7 @@ class RowFormat:
         return self.header_bytes + self.capacity[0] * self.capacity[1] * 3
 
 
-@numba.njit
+@numba.njit(cache=True)
 def row_pixels(row, capacity_height, capacity_width):
     """The pixel block of ``row`` (uint8 (row_bytes,)), its last capacity_height * capacity_width * 3 bytes, as a
     uint8 (capacity_height, capacity_width, 3) view; the region is its top-left corner."""
@@ -83,7 +84,7 @@ def row_pixels(row, capacity_height, capacity_width):
     return row[row.shape[0] - size:].reshape(capacity_height, capacity_width, 3)
 
 
-@numba.njit
+@numba.njit(cache=True)
 def write_region_header(row, capacity_height, capacity_width, region_height, region_width, windows, flips):
     """Write the header of ``row`` (uint8 (row_bytes,)) for a region_height x region_width region and
     ``windows`` (V, 4) float (top, left, height, width) in region pixels, ``flips`` (V,) (nonzero: mirrored).
@@ -113,7 +114,7 @@ def write_region_header(row, capacity_height, capacity_width, region_height, reg
         row[FIXED_BYTES + WINDOW_BYTES * views + v] = 1 if flips[v] else 0
 
 
-@numba.njit
+@numba.njit(cache=True)
 def write_region_row(row, capacity_height, capacity_width, region, windows, flips):
     """Write ``region`` (uint8 (h, w, 3)) and its views' ``windows`` (V, 4) and ``flips`` (V,) into ``row``
     (uint8 (row_bytes,) for ``capacity_height`` x ``capacity_width`` and V views)."""
@@ -121,7 +122,7 @@ def write_region_row(row, capacity_height, capacity_width, region, windows, flip
     row_pixels(row, capacity_height, capacity_width)[:region.shape[0], :region.shape[1]] = region
 
 
-@numba.njit
+@numba.njit(cache=True)
 def row_status(row, capacity_height, capacity_width, num_views):
     """``(code, view)``: ROW_OK or the first problem of ``row`` (uint8 (row_bytes,)) for the expected format;
     ``view`` names the bad window or flip (else -1)."""
