@@ -22,6 +22,13 @@ import numpy as np
 
 from .sampler import check_count, check_range, check_size
 
+# Caps checked before anything is built or allocated (ViewGroup, check_groups and every decoder and op that takes
+# sizes): a view of at most MAX_VIEW_PIXELS pixels (8192 x 8192), at most MAX_VIEWS views per sample, and at most
+# MAX_SAMPLE_BYTES bytes (uint8 RGB) of views per sample.
+MAX_VIEW_PIXELS = 1 << 26
+MAX_VIEWS = 256
+MAX_SAMPLE_BYTES = 1 << 30
+
 
 @dataclass(frozen=True)
 class ViewGroup:
@@ -45,8 +52,10 @@ class ViewGroup:
         # refused, not guessed
         if _has_text_or_bool(size):
             raise ValueError(f"ViewGroup.size must be (height, width) with positive integers, got {self.size!r}")
-        object.__setattr__(self, "size", check_size("ViewGroup.size", size))
+        object.__setattr__(self, "size", check_view_size("ViewGroup.size", size))
         object.__setattr__(self, "num_views", check_count("ViewGroup.num_views", self.num_views))
+        if self.num_views > MAX_VIEWS:
+            raise ValueError(f"ViewGroup.num_views must be at most MAX_VIEWS ({MAX_VIEWS}), got {self.num_views}")
         for name in ("scale", "ratio"):
             if _has_text_or_bool(getattr(self, name)):
                 raise ValueError(f"ViewGroup.{name} must be a pair of numbers (lo, hi), got {getattr(self, name)!r}")
@@ -72,8 +81,18 @@ def _is_integer(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
+def check_view_size(name: str, size: Sequence[int]) -> tuple[int, int]:
+    """An output size ``(height, width)`` of positive integers of at most ``MAX_VIEW_PIXELS`` pixels, or ValueError
+    naming ``name``."""
+    h, w = check_size(name, size)
+    if h * w > MAX_VIEW_PIXELS:
+        raise ValueError(f"{name} must be at most MAX_VIEW_PIXELS ({MAX_VIEW_PIXELS}) pixels, got {h} x {w}")
+    return h, w
+
+
 def check_groups(groups: Sequence[ViewGroup]) -> tuple[ViewGroup, ...]:
-    """A non-empty sequence of ``ViewGroup``s as a tuple, or a TypeError/ValueError naming the bad entry."""
+    """A non-empty sequence of ``ViewGroup``s as a tuple, or a TypeError/ValueError naming the bad entry; their
+    views together within ``MAX_VIEWS`` and ``MAX_SAMPLE_BYTES``."""
     if isinstance(groups, ViewGroup) or not isinstance(groups, Sequence) or isinstance(groups, (str, bytes)):
         raise TypeError(f"groups must be a list of ViewGroup, got {type(groups).__name__}")
     if not groups:
@@ -81,7 +100,19 @@ def check_groups(groups: Sequence[ViewGroup]) -> tuple[ViewGroup, ...]:
     for g, group in enumerate(groups):
         if not isinstance(group, ViewGroup):
             raise TypeError(f"groups[{g}] must be a ViewGroup, got {type(group).__name__}")
+    views = sum(g.num_views for g in groups)
+    if views > MAX_VIEWS:
+        raise ValueError(f"the groups hold {views} views per sample, more than MAX_VIEWS ({MAX_VIEWS})")
+    size = sample_bytes(groups)
+    if size > MAX_SAMPLE_BYTES:
+        raise ValueError(f"the groups' views take {size:,} bytes per sample, more than MAX_SAMPLE_BYTES "
+                         f"({MAX_SAMPLE_BYTES:,})")
     return tuple(groups)
+
+
+def sample_bytes(groups: Sequence[ViewGroup]) -> int:
+    """Bytes of one sample's views (uint8 RGB) over ``groups``."""
+    return sum(g.num_views * g.size[0] * g.size[1] * 3 for g in groups)
 
 
 def first_views(groups: Sequence[ViewGroup]) -> list[int]:

@@ -44,3 +44,18 @@ def test_an_unboxed_group_is_rrc_keyed_like_the_view_whatever_the_table_says():
             assert boxed == sample_crop(300, 400, box, scale=(0.05, 0.14), alpha=0.6, seed=7, index=2, view=view)
             plain = table_crop_window(table.address, 4, 2, view, 300, 400, *args, False)
             assert plain == sample_crop(300, 400, (0, 0, 1, 1), scale=(0.05, 0.14), alpha=1.0, seed=7, index=2, view=view)
+
+
+def test_caps_are_checked_before_anything_is_built():
+    """Sizes and counts far past any buffer were expanded first (issue 23.4): refused by name, at once."""
+    from ccrop_loaders.core.groups import MAX_SAMPLE_BYTES, MAX_VIEWS, check_groups
+    with pytest.raises(ValueError, match="MAX_VIEWS"):
+        ViewGroup(1, MAX_VIEWS + 1)
+    with pytest.raises(ValueError, match="MAX_VIEW_PIXELS"):
+        ViewGroup(10 ** 12, 8)
+    with pytest.raises(ValueError, match="MAX_VIEWS"):
+        check_groups([ViewGroup(8, MAX_VIEWS), ViewGroup(8, 1)])
+    with pytest.raises(ValueError, match="MAX_SAMPLE_BYTES"):
+        check_groups([ViewGroup(8192, 3), ViewGroup(8192, 3)])
+    assert 3 * 8192 * 8192 * 3 <= MAX_SAMPLE_BYTES  # one such group alone is fine
+    check_groups([ViewGroup(8192, 3)])

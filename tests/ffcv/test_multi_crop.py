@@ -268,8 +268,44 @@ def test_view_group_takes_numpy_integers_and_bools():
 
 def test_groups_no_buffer_can_hold_are_refused_clearly(table):
     """It was numpy's 'Python int too large to convert to C long' from deep inside the constructor."""
-    with pytest.raises(ValueError, match="bytes per sample"):
+    with pytest.raises(ValueError, match="MAX_VIEW_PIXELS"):
         MultiCropContrastiveCropDecoder(table, [ViewGroup((2 ** 31, 2 ** 31), 4)])
+
+
+def test_sizes_are_checked_before_anything_is_expanded(table):
+    """ViewGroup(1, 10**18) grew memory without bound; (1000, 10**13) ended in an empty MemoryError (issue 23.4)."""
+    import resource
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for size, views, match in ((1, 10 ** 18, "MAX_VIEWS"), (10 ** 13, 1000, "MAX_VIEW_PIXELS"),
+                               (10 ** 12, 8, "MAX_VIEW_PIXELS")):
+        with pytest.raises(ValueError, match=match):
+            MultiCropContrastiveCropDecoder(table, [ViewGroup(size, views)])
+    with pytest.raises(ValueError, match="MAX_SAMPLE_BYTES"):  # each group fits, together they do not
+        MultiCropContrastiveCropDecoder(table, [ViewGroup(8192, 3), ViewGroup(8192, 3)])
+    with pytest.raises(ValueError, match="MAX_SAMPLE_BYTES"):
+        MultiViewContrastiveCropDecoder(table, (8192, 8192), num_views=6)
+    decoder = MultiViewContrastiveCropDecoder(table, (32, 32))
+    with pytest.raises(ValueError, match="MAX_VIEW_PIXELS"):
+        decoder.output_size = (10 ** 9, 10 ** 9)
+    assert decoder.output_size == (32, 32)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB: nothing was allocated
+
+
+@pytest.mark.parametrize("name", ["flip", "dct_scaling"])
+@pytest.mark.parametrize("value", ["False", "off", 0, 1, None])
+def test_flags_take_bools_only(table, name, value):
+    """flip="False" and dct_scaling="False" were True, decoder.flip = "off" stayed True (issue 23.7)."""
+    with pytest.raises(TypeError, match=name):
+        MultiCropContrastiveCropDecoder(table, GROUPS, **{name: value})
+    with pytest.raises(TypeError, match=name):
+        MultiViewContrastiveCropDecoder(table, (32, 32), **{name: value})
+    decoder = MultiViewContrastiveCropDecoder(table, (32, 32), flip=np.bool_(True))
+    if name == "flip":
+        with pytest.raises(TypeError, match="flip"):
+            decoder.flip = value
+        assert decoder.flip is True
+    decoder.flip = np.bool_(False)
+    assert decoder.flip is False
 
 
 def test_split_groups_empty_batches_and_non_arrays():
