@@ -1,18 +1,18 @@
 """Torch side of the ready pipelines: batches as dicts of tensors, DALI's errors made specific."""
 from __future__ import annotations
 
+import math
 import re
 import signal
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+from nvidia.dali.backend import TensorListGPU
 from nvidia.dali.pipeline import Pipeline
-from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
 from ..core.encoded import REASONS, describe_status, encoded_image_status
 from .readers import READER_NAME
 
-_POLICIES = {"drop": LastBatchPolicy.DROP, "fill": LastBatchPolicy.FILL, "partial": LastBatchPolicy.PARTIAL}
 _FAILED_SAMPLE = re.compile(r"Failed to decode sample #(\d+) : (\S*)|File mapping failed: (\S+)")
 _OUTSIDE_TABLE = re.compile(r"sample index outside box table\?.*input_shape=\{(\d+) x 0\}, slice_anchor=\{(-?\d+) x 0\}",
                             re.S)
@@ -27,8 +27,14 @@ class ContrastiveCropIterator:
     Each batch is a dict: ``views`` (list of V uint8 tensors (B, H, W, 3), on the
     pipeline's device), ``label`` and ``index`` (int64 (B,)); from ``full_image_pipeline``:
     ``image`` (uint8 (B, H, W, 3)) and ``index``. Epochs follow the pipeline's
-    ``last_batch``; with ``auto_reset`` the next ``iter`` starts the next epoch. A damaged image file
-    is a ``ValueError`` naming the file (or the external source's sample) and its global index.
+    ``last_batch``; with ``auto_reset`` the next ``iter`` starts the next epoch (else ``reset()`` does). A damaged
+    image file is a ``ValueError`` naming the file (or the external source's sample) and its global index.
+
+    Epoch boundaries: an epoch's batches are made after its first ``next`` (nothing runs at construction, and
+    no batch of the next epoch runs before that epoch's first ``next``), so they use the table's controls
+    (epoch, boxes, warm-up flag) as set before the epoch starts. A file reader's pipeline must therefore not
+    prefetch more batches than an epoch has (``file_reader_pipeline`` sees to it). ``checkpoints()`` between epochs gives the pipelines' states
+    (order, random operators), for pipelines built with checkpointing, to rebuild them where they stopped.
     """
 
     def __init__(self, pipelines: Pipeline | Sequence[Pipeline], *, auto_reset: bool = True):
@@ -36,41 +42,63 @@ class ContrastiveCropIterator:
         if not self.pipelines or not all(hasattr(p, "_ccrop_output_names") for p in self.pipelines):
             raise TypeError("pass pipelines made by file_reader_pipeline, external_source_pipeline or "
                             "full_image_pipeline")
-        names = self.pipelines[0]._ccrop_output_names
-        self.num_views = sum(name.startswith("view") for name in names)
-        last_batch = getattr(self.pipelines[0], "_ccrop_last_batch", "drop")
+        self._names = self.pipelines[0]._ccrop_output_names
+        self.num_views = sum(name.startswith("view") for name in self._names)
+        self.auto_reset = bool(auto_reset)
         if getattr(self.pipelines[0], "_ccrop_files", None) is not None:
-            options = dict(reader_name=READER_NAME, last_batch_policy=_POLICIES[last_batch])
-        else:
-            options = dict(last_batch_policy=LastBatchPolicy.PARTIAL)
+            last_batch = getattr(self.pipelines[0], "_ccrop_last_batch", "drop")
+            self._runs, self._batches, self._last_size = _reader_epoch(self.pipelines, last_batch)
+        else:  # an external source ends its epochs itself (StopIteration), whole batches only
+            self._runs = None
+            self._batches = self.pipelines[0]._ccrop_reader.batches_per_epoch
+            self._last_size = None
         self._epoch, self._batch = 0, 0  # where the external source is: its failing sample's global index
-        try:  # DALI's iterator runs the first batches here already
-            self._inner = DALIGenericIterator(self.pipelines, names, auto_reset=auto_reset, **options)
-        except RuntimeError as err:
-            raise self._explain(err) from err
+        self._state = "new"  # new | running | ended
+        self._issued = [0] * len(self.pipelines)  # runs scheduled / consumed in this epoch, per pipeline
+        self._consumed = [0] * len(self.pipelines)
 
     def __len__(self) -> int:
-        return len(self._inner)
+        return self._batches
 
     def __iter__(self) -> Iterator[dict]:
         return self
 
+    def reset(self) -> None:
+        """Let the next ``next`` start the next epoch (what ``auto_reset`` does by itself)."""
+        if self._state == "ended":
+            self._state = "between"
+
+    def checkpoints(self) -> list[bytes]:
+        """The pipelines' serialized states after the last finished epoch (``Pipeline(checkpoint=...)`` rebuilds
+        one there); only between epochs, for pipelines built with ``enable_checkpointing``."""
+        if self._state == "running":
+            raise RuntimeError("checkpoints() is only available between epochs (the prefetched batches of an "
+                               "epoch in progress are not in the pipeline's state)")
+        return [p.checkpoint() for p in self.pipelines]
+
     def __next__(self) -> dict:
         self._raise_if_workers_died(None)
+        if self._state == "ended" and not self.auto_reset:
+            raise StopIteration
         try:
-            outputs = next(self._inner)
+            if self._state != "running":
+                self._start_epoch()
+            if self._runs is not None and self._batch == self._batches:
+                self._finish_epoch()  # a file reader: drain the padded tail that last_batch="drop" drops
+            outputs = self._next_outputs()
         except StopIteration:
-            self._epoch, self._batch = self._epoch + 1, 0
+            self._state, self._epoch, self._batch = "ended", self._epoch + 1, 0
             raise
         except RuntimeError as err:
             self._raise_if_workers_died(err)
             raise self._explain(err) from err
         self._batch += 1
-        batch = outputs[0]  # one dict per pipeline; this process usually drives one GPU
         if len(outputs) > 1:
             import torch
 
             batch = {k: torch.cat([o[k] for o in outputs]) for k in outputs[0]}
+        else:
+            batch = outputs[0]  # one pipeline: this process usually drives one GPU
         if not self.num_views:  # full_image_pipeline
             return {**batch, "index": batch["index"].reshape(-1)}
         return {
@@ -78,6 +106,52 @@ class ContrastiveCropIterator:
             "label": batch["label"].reshape(-1),
             "index": batch["index"].reshape(-1),
         }
+
+    def _start_epoch(self) -> None:
+        first = self._state == "new"
+        for i, pipe in enumerate(self.pipelines):
+            if not first:
+                pipe.reset()  # an external source that ended its epoch starts the next one
+            if self._runs is not None:  # runs a first prefetch deeper than an epoch made count for this one
+                self._issued[i], self._consumed[i] = self._issued[i] - self._consumed[i], 0
+            self._schedule(i, prefetch=first)
+        self._state = "running"
+
+    def _schedule(self, i: int, prefetch: bool = False) -> None:
+        """Run pipeline ``i`` ahead up to its prefetch depth, never past this epoch's last run."""
+        pipe = self.pipelines[i]
+        if self._runs is None:
+            pipe.schedule_run()  # the source stops at its epoch's end
+            return
+        depth = _prefetch_count(pipe)
+        while self._issued[i] - self._consumed[i] < depth and self._issued[i] < self._runs[i]:
+            pipe.schedule_run()
+            self._issued[i] += depth if prefetch and pipe.exec_pipelined else 1  # the first call prefetches
+            prefetch = False
+
+    def _finish_epoch(self) -> None:
+        for i, pipe in enumerate(self.pipelines):
+            while self._consumed[i] < min(self._issued[i], self._runs[i]):
+                pipe.share_outputs()
+                pipe.release_outputs()
+                self._consumed[i] += 1
+        raise StopIteration
+
+    def _next_outputs(self) -> list[dict]:
+        outputs = []
+        for i, pipe in enumerate(self.pipelines):
+            tensors = pipe.share_outputs()  # StopIteration at an external source's epoch end
+            try:
+                size = None
+                if self._last_size is not None and self._batch == self._batches - 1:
+                    size = self._last_size[i]
+                outputs.append({name: _to_torch(t, pipe.device_id, size) for name, t in zip(self._names, tensors)})
+            finally:
+                pipe.release_outputs()
+            if self._runs is not None:
+                self._consumed[i] += 1
+            self._schedule(i)
+        return outputs
 
     def _raise_if_workers_died(self, err: RuntimeError | None) -> None:
         """Raise naming the external-source worker processes that exited (DALI says only "receiving interrupted")."""
@@ -119,6 +193,52 @@ class ContrastiveCropIterator:
             index = reader.global_index(self._epoch, self._batch * reader.batch_size + int(position))
             return ValueError(f"cannot decode sample index {index}: load({index}) returned a damaged image")
         return err
+
+
+def _shard_size(meta: dict) -> int:
+    size, shards, shard = meta["epoch_size"], meta["number_of_shards"], meta["shard_id"]
+    return size * (shard + 1) // shards - size * shard // shards
+
+
+def _prefetch_count(pipe: Pipeline) -> int:
+    """Runs the first ``schedule_run`` of a pipelined pipeline makes at once (its prefetch queue)."""
+    if not pipe.exec_pipelined:
+        return 1
+    return max(pipe.cpu_queue_size, pipe.gpu_queue_size) if pipe.exec_separated else pipe.cpu_queue_size
+
+
+def _reader_epoch(pipelines: list[Pipeline], last_batch: str) -> tuple[list[int], int, list[int] | None]:
+    """A file reader's epoch: runs per pipeline (padded batches), batches handed out, the last batch's size per
+    pipeline when ``partial`` trims it (else None)."""
+    runs, whole, tails = [], [], []
+    for pipe in pipelines:
+        meta = pipe.reader_meta(READER_NAME)
+        if not meta.get("stick_to_shard", True):
+            raise ValueError("the file reader must stick to its shard (stick_to_shard=True)")
+        size, batch = _shard_size(meta), pipe.max_batch_size
+        runs.append(math.ceil(size / batch))
+        whole.append(size // batch)
+        tails.append(size - (runs[-1] - 1) * batch)
+    if last_batch == "drop":
+        return runs, min(whole), None
+    if len(set(runs)) > 1:
+        raise ValueError(f"the pipelines' shards have {sorted(set(runs))} batches per epoch: with "
+                         f"last_batch={last_batch!r} every pipeline must have the same number")
+    return runs, runs[0], tails if last_batch == "partial" else None
+
+
+def _to_torch(tensors, device_id: int | None, size: int | None):
+    """A copy of a DALI TensorList as a torch tensor (its first ``size`` samples), on the pipeline's device."""
+    import torch
+    from nvidia.dali.plugin.pytorch import feed_ndarray, to_torch_type
+
+    dense = tensors.as_tensor()
+    if isinstance(tensors, TensorListGPU):
+        out = torch.empty(dense.shape(), dtype=to_torch_type[dense.dtype], device=torch.device("cuda", device_id))
+        feed_ndarray(dense, out, cuda_stream=torch.cuda.current_stream(device=out.device))
+    else:
+        out = torch.from_numpy(np.array(dense))
+    return out if size is None else out[:size]
 
 
 def _path_of(files, index: int) -> str | None:
