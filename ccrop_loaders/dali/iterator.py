@@ -33,8 +33,8 @@ class ContrastiveCropIterator:
     Epoch boundaries: an epoch's batches are made after its first ``next`` (nothing runs at construction, and
     no batch of the next epoch runs before that epoch's first ``next``), so they use the table's controls
     (epoch, boxes, warm-up flag) as set before the epoch starts. A file reader's pipeline must therefore not
-    prefetch more batches than an epoch has (``file_reader_pipeline`` sees to it). ``checkpoints()`` between epochs gives the pipelines' states
-    (order, random operators), for pipelines built with checkpointing, to rebuild them where they stopped.
+    prefetch more batches than an epoch has (``file_reader_pipeline`` sees to it). ``checkpoints()`` between
+    epochs gives the pipelines' states (order, random operators) to rebuild them where they stopped.
     """
 
     def __init__(self, pipelines: Pipeline | Sequence[Pipeline], *, auto_reset: bool = True):

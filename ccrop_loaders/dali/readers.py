@@ -74,7 +74,8 @@ def file_reader_pipeline(dataset: FolderFiles | str | Path, table: BoxTable | st
                          alpha: float = 0.6, flip: bool = True, shard_id: int = 0, num_shards: int = 1,
                          shuffle: bool = True, seed: int = 0, last_batch: str = "drop",
                          prefetch_queue_depth: int = 2, decode: str = "auto", resize: str = "auto",
-                         view_augment: ViewAugment | Sequence[ViewAugment] | None = None) -> Pipeline:
+                         view_augment: ViewAugment | Sequence[ViewAugment] | None = None,
+                         checkpointing: bool = False, checkpoint: bytes | None = None) -> Pipeline:
     """A built pipeline reading ``dataset`` (or an image folder) with ``fn.readers.file``, sharded.
 
     The reader carries each file's global index through its label channel; the
@@ -83,6 +84,8 @@ def file_reader_pipeline(dataset: FolderFiles | str | Path, table: BoxTable | st
     every epoch. ``view_augment``: DALI ops applied to each view (one callable, or
     one per view, e.g. ``ssl_view_augment`` with BYOL's asymmetric settings).
     ``decode``, ``resize``: see ``crop_resize_views``. Iterate with ``ContrastiveCropIterator``.
+    ``prefetch_queue_depth`` is capped at the batches of an epoch (no batch is made before its epoch starts).
+    ``checkpointing``: DALI checkpoints (``ContrastiveCropIterator.checkpoints``); ``checkpoint``: one to go on from.
     """
     augments = _per_view(view_augment, num_views)
     if not isinstance(dataset, FolderFiles):
@@ -91,9 +94,12 @@ def file_reader_pipeline(dataset: FolderFiles | str | Path, table: BoxTable | st
     table.check_dataset_size(dataset.num_samples)
     check_sharding(len(dataset.files), shard_id, num_shards, last_batch)
     device_id = _device_id_for(device, device_id)
+    shard_size = len(dataset.files) * (shard_id + 1) // num_shards - len(dataset.files) * shard_id // num_shards
+    prefetch_queue_depth = max(1, min(prefetch_queue_depth, -(-shard_size // batch_size)))
 
     @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, seed=seed,
-                  prefetch_queue_depth=prefetch_queue_depth)
+                  prefetch_queue_depth=prefetch_queue_depth,
+                  enable_checkpointing=checkpointing or checkpoint is not None, checkpoint=checkpoint)
     def pipeline():
         jpegs, indices = fn.readers.file(
             files=dataset.files, labels=[int(i) for i in dataset.indices], shard_id=shard_id, num_shards=num_shards,
