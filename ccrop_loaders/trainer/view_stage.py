@@ -75,7 +75,7 @@ class ViewStage:
         self.channels_last, self.round_levels, self.check = bool(channels_last), bool(round_levels), bool(check)
         self._cache: dict = {}
 
-    def sizes(self, sizes: Sequence | None = None) -> list[tuple[int, int]]:
+    def output_sizes(self, sizes: Sequence | None = None) -> list[tuple[int, int]]:
         """Each group's output (height, width): ``sizes`` (one per group, (h, w) or a side) or the groups' own."""
         if sizes is None:
             return [g.size for g in self.groups]
@@ -92,7 +92,7 @@ class ViewStage:
         """Multiply-adds times two of one call on ``batch`` regions padded to ``capacity`` (height, width)."""
         hp, wp = capacity
         return sum(2 * batch * g.num_views * h * 3 * wp * (hp + w)
-                   for g, (h, w) in zip(self.groups, self.sizes(sizes)))
+                   for g, (h, w) in zip(self.groups, self.output_sizes(sizes)))
 
     def from_rows(self, rows: torch.Tensor, fmt: RowFormat, sizes: Sequence | None = None
                   ) -> tuple[torch.Tensor, ...]:
@@ -102,9 +102,9 @@ class ViewStage:
         if rows.shape[1] != fmt.row_bytes or fmt.num_views != self.num_views:
             raise ValueError(f"rows of {rows.shape[1]} bytes with {fmt.num_views} views: this stage's groups have "
                              f"{self.num_views} views and the format's rows are {fmt.row_bytes} bytes")
-        sizes = self.sizes(sizes)
+        sizes = self.output_sizes(sizes)
         b, v, hb = rows.shape[0], fmt.num_views, fmt.header_bytes
-        header = rows[:, :hb].contiguous()
+        header = torch.empty((b, hb), dtype=torch.uint8, device=rows.device).copy_(rows[:, :hb])  # strides (hb, 1)
         fields = header[:, :FIXED_BYTES].view(torch.int32).long()
         windows = header[:, FIXED_BYTES:FIXED_BYTES + WINDOW_BYTES * v].view(torch.float64).view(b, v, 4)
         flips = header[:, FIXED_BYTES + WINDOW_BYTES * v:FIXED_BYTES + (WINDOW_BYTES + 1) * v]
@@ -140,7 +140,7 @@ class ViewStage:
         elif not isinstance(region_sizes, torch.Tensor) or region_sizes.dtype.is_floating_point \
                 or tuple(region_sizes.shape) != (b, 2):
             raise ValueError(f"region_sizes must be an integer tensor ({b}, 2), got {_describe(region_sizes)}")
-        sizes = self.sizes(sizes)
+        sizes = self.output_sizes(sizes)
         windows, region_hw = windows.to(device, torch.float64), region_sizes.to(device, torch.int64)
         flips = flips.to(device).long()
         code, view = _window_status(region_hw, (hp, wp), windows, flips)

@@ -231,6 +231,12 @@ def test_bad_regions_and_arguments_are_refused(data):
         ViewStage(GROUPS, mean=None)
 
 
+def test_an_empty_batch_gives_empty_views(data):
+    _, fmt, _, _ = data
+    rows = torch.zeros(0, fmt.row_bytes, dtype=torch.uint8)
+    assert [tuple(v.shape) for v in levels_stage().from_rows(rows, fmt)] == [(0, 2, 3, 37, 41), (0, 3, 3, 13, 9)]
+
+
 def test_flops_count_both_products():
     stage = ViewStage(multi_crop_groups())
     b, (hp, wp) = 256, (500, 500)
