@@ -65,6 +65,17 @@ def _is_array_of_typed(array, dtype):
     return lambda array, dtype: answer
 
 
+def _is_writeable(array) -> bool:
+    """Whether ``array`` may be written (numba types a read-only array apart: decided when compiling)."""
+    return bool(array.flags.writeable)
+
+
+@overload(_is_writeable)
+def _is_writeable_typed(array):
+    answer = isinstance(array, types.Array) and array.mutable
+    return lambda array: answer
+
+
 @numba.njit(inline="always")
 def _check(code):
     if code == RESIZE_BAD_WINDOW:
@@ -83,11 +94,19 @@ def resize_crop(image, top, left, height, width, mirror, out, scratch):
     DCT-downscaled decode) and must lie inside the image. ``mirror`` flips the
     result left-right at no cost. ``image`` and ``out`` are C-contiguous;
     ``scratch``: int64 with at least ``scratch_size(...)`` elements for the
-    window's size.
+    window's size. ``out`` and ``scratch`` must be writeable and ``scratch``
+    aligned: anything else is a ValueError before anything is written.
     """
     if not (_is_array_of(image, np.uint8) and _is_array_of(out, np.uint8) and _is_array_of(scratch, np.int64)):
         raise ValueError("resize_crop: image and out must be uint8 arrays and scratch an int64 array")
+    if image.ndim != 3 or out.ndim != 3:  # (a constant when compiling: the shapes below are never typed otherwise)
+        raise ValueError("resize_crop: image and out must be 3-D uint8 arrays (H, W, 3), e.g. not a 2-D grey image")
     if not (image.flags.c_contiguous and out.flags.c_contiguous and image.shape[2] == 3 and out.shape[2] == 3):
         raise ValueError("resize_crop: image and out must be C-contiguous uint8 (H, W, 3)")
+    if not (_is_writeable(out) and _is_writeable(scratch)):
+        raise ValueError("resize_crop: out and scratch must be writeable arrays (flags.writeable; e.g. not a "
+                         "read-only memmap or an array over bytes)")
+    if scratch.ctypes.data % 8 != 0:
+        raise ValueError("resize_crop: scratch must be 8-byte aligned (flags.aligned)")
     _check(resize_crop_c(image.ctypes.data, image.shape[0], image.shape[1], top, left, height, width, mirror,
                          out.ctypes.data, out.shape[0], out.shape[1], scratch.ctypes.data, scratch.nbytes))

@@ -244,3 +244,60 @@ def test_every_output_width_is_portable_and_writes_nothing_past_the_output(simd)
         left = (0.0, 1600.0 - crop, rng.uniform(0, 1600.0 - crop))[width % 3]
         window, size, mirror = (rng.uniform(0, 2), left, rng.uniform(0.5, 4), crop), (2, width), bool(width % 2)
         np.testing.assert_array_equal(run(simd, window, size, mirror), run(SIMD_NONE, window, size, mirror))
+
+
+def test_outputs_that_may_not_be_written_are_refused_before_anything_is_written():
+    """An array over ``bytes``, a read-only scratch and an unaligned scratch: ValueError, nothing written."""
+    image = np.full((30, 40, 3), 9, np.uint8)
+    out = np.zeros((8, 8, 3), np.uint8)
+    scratch = np.zeros(scratch_size(30, 40, (8, 8)), np.int64)
+    over_bytes = np.frombuffer(bytes(out.nbytes), np.uint8).reshape(out.shape)
+    with pytest.raises(ValueError, match="out and scratch must be writeable"):
+        resize_crop(image, 0, 0, 30, 40, False, over_bytes, scratch)
+    assert not over_bytes.any()
+    read_only = scratch.copy()
+    read_only.setflags(write=False)
+    with pytest.raises(ValueError, match="out and scratch must be writeable"):
+        resize_crop(image, 0, 0, 30, 40, False, out, read_only)
+    unaligned = np.zeros(scratch.nbytes + 8, np.uint8)[1:-7].view(np.int64)
+    assert not unaligned.flags.aligned
+    with pytest.raises(ValueError, match="8-byte aligned"):
+        resize_crop(image, 0, 0, 30, 40, False, out, unaligned)
+    assert not out.any() and not scratch.any() and not read_only.any()
+    read_only_image = np.frombuffer(image.tobytes(), np.uint8).reshape(image.shape)  # reading one is fine
+    resize_crop(read_only_image, 0, 0, 30, 40, False, out, scratch)
+    assert (out == 9).all()
+
+
+def test_a_read_only_memmap_as_out_is_a_value_error_not_a_segfault(tmp_path):
+    """Run apart: before the check, the C resampler wrote into the read-only mapping and the process died (SIGSEGV)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "out.u8"
+    path.write_bytes(bytes(8 * 8 * 3))
+    code = f"""
+import numpy as np
+from ccrop_loaders.core.resample import resize_crop, scratch_size
+out = np.memmap({str(path)!r}, np.uint8, mode="r", shape=(8, 8, 3))
+try:
+    resize_crop(np.full((30, 40, 3), 9, np.uint8), 0, 0, 30, 40, False, out, np.empty(scratch_size(30, 40, (8, 8)),
+                np.int64))
+except ValueError as err:
+    print(err)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert "out and scratch must be writeable" in done.stdout
+    assert path.read_bytes() == bytes(8 * 8 * 3)
+
+
+@pytest.mark.parametrize("image_shape, out_shape", [((30, 40), (8, 8, 3)), ((30, 40, 3), (8, 24)),
+                                                    ((30, 40, 3, 1), (8, 8, 3))])
+def test_images_and_outputs_of_other_dimensions_are_a_value_error(image_shape, out_shape):
+    """A 2-D (grey) image was a numba TypingError ("tuple index out of range")."""
+    out = np.zeros(out_shape, np.uint8)
+    with pytest.raises(ValueError, match=r"3-D uint8 arrays \(H, W, 3\)"):
+        resize_crop(np.zeros(image_shape, np.uint8), 0, 0, 30, 40, False, out,
+                    np.empty(scratch_size(30, 40, (8, 8)), np.int64))
+    assert not out.any()
