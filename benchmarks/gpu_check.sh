@@ -47,6 +47,17 @@ step() {
 
 has() { "$py" -c "import $1" >/dev/null 2>&1; }
 
+# the resampler without setuptools: the compiler and Python's headers are enough
+build_resampler() {
+  local include suffix cc
+  include=$("$py" -c "import sysconfig; print(sysconfig.get_paths()['include'])")
+  suffix=$("$py" -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
+  cc=$(command -v "${CC:-cc}" || command -v gcc)
+  [[ -f $include/Python.h ]] || { echo "no Python.h in $include: the resampler cannot be built"; return 1; }
+  "$cc" -O3 -Wall -shared -fPIC -I"$include" ccrop_loaders/core/resample.c -lm \
+    -o "ccrop_loaders/core/_resample$suffix"
+}
+
 main() {
   echo "gpu_check --device $device, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores"
   if command -v nvidia-smi >/dev/null; then
@@ -67,6 +78,7 @@ torch.__version__, '| CUDA', torch.cuda.is_available(), '| numba', numba.__versi
     record "build C extensions" "skipped: dry run (the tree's own extensions are used)"
   elif command -v "${CC:-cc}" >/dev/null || command -v gcc >/dev/null; then
     step "build C extensions" 120 "$py" setup.py -q build_ext --inplace
+    has ccrop_loaders.core.resample || step "build the resampler with cc (setup.py failed)" 60 build_resampler
   else
     echo "no C compiler (cc, gcc): the extensions are not built"
     record "build C extensions" "skipped: no C compiler"
