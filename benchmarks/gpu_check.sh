@@ -17,7 +17,9 @@ cd "$(dirname "$0")/.."
 device=cuda
 case "${1:-}" in
   "") ;;
-  --device) device=${2:-}; [[ $device == cpu || $device == cuda ]] || { echo "--device takes cpu or cuda" >&2; exit 2; } ;;
+  --device)
+    device=${2:-}
+    [[ $device == cpu || $device == cuda ]] || { echo "--device takes cpu or cuda" >&2; exit 2; } ;;
   *) echo "usage: bash benchmarks/gpu_check.sh [--device cpu|cuda]" >&2; exit 2 ;;
 esac
 py=${PYTHON:-python3}

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     per = 1e3 / args.batches
     print_rows(f"BoxUpdater on {device}: {args.batches} batches of {b} maps (512, 7, 7), {device} int32 indices, "
                "buffers overwritten after each update", [
-                   ("rows not holding their batch's boxes", f"{wrong} of {n}", "goal 0" + ("" if not wrong else "  FAIL")),
+                   ("rows not holding their batch's boxes", f"{wrong} of {n}", "goal 0" + ("  FAIL" if wrong else "")),
                    ("trainer's time in update(), per batch", f"{best_update * per:.2f} ms", "the loop's cost"),
                    ("whole pass incl. flush, per batch", f"{best_pass * per:.2f} ms", ""),
                ])

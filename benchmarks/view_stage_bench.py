@@ -140,7 +140,8 @@ def main(argv: list[str] | None = None) -> None:
                        (f"{label}: FLOPs per batch", f"{flops / 1e9:.1f} G",
                         f"{flops / seconds / 1e12:.2f} TFLOP/s achieved")]
             if device == "cuda":
-                timing.append((f"{label}, {name}: peak device memory", f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB",
+                peak = torch.cuda.max_memory_allocated() / 2**30
+                timing.append((f"{label}, {name}: peak device memory", f"{peak:.2f} GiB",
                                "rows, float regions, weights, views"))
         views_bytes = sum(g.num_views * g.size[0] * g.size[1] * 3 for g in groups)
         timing += [(f"{label}: region row, bytes per sample", f"{fmt.row_bytes}",
