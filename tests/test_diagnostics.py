@@ -72,6 +72,8 @@ def test_box_diagnostics_on_a_table_and_on_arrays():
 
 def test_box_diagnostics_refuses_what_it_cannot_use():
     boxes = np.array([[0, 0, 1, 1]] * 2)
+    with pytest.raises(ValueError, match="alpha must be from 1e-06 to 1e"):
+        box_diagnostics(boxes, [[0, 0, 1, 1]], (10, 10), alpha=1e308)
     with pytest.raises(TruthError, match="row 1 has zero area"):
         box_diagnostics(boxes, [[0, 0, 1, 1], [0.5, 0.2, 0.5, 0.4]], (10, 10))
     with pytest.raises(TruthError, match="index 5 is not a row of the table"):
@@ -329,9 +331,14 @@ def test_ccrop_diagnose_hostile_cli_inputs(tmp_path, capsys):
     tab = str(tmp_path / "boxes.table")
     truth = tmp_path / "truth.csv"
     truth.write_text("index,y0,x0,y1,x1\n0,0,0,1,1\n")
-    cases = [  # each was a traceback or a hang
+    cases = [  # each was a traceback or a hang, or (--alpha) figures of NaN windows and exit 0
         (["--sizes", "99999999999999999999x5"], "height and width must be from 1 to 2,147,483,647"),
         (["--sizes", "2147483648x5"], "height and width must be from 1 to"),
+        (["--sizes", "8x8", "--alpha", "1e308"], "--alpha must be from 1e-06 to 1e+08"),
+        (["--sizes", "8x8", "--alpha", "3e-308"], "--alpha must be from 1e-06 to 1e+08"),
+        (["--sizes", "8x8", "--coverage", "nan"], "--coverage must be in (0, 1]"),
+        (["--sizes", "x" * 300], "neither HxW"),
+        (["--sizes", "8x8", "--json", str(tmp_path / ("j" * 300))], "File name too long"),
     ]
     os.mkfifo(tmp_path / "fifo")
     cases += [(["--sizes", "8x8", "--json", str(tmp_path / "fifo")], "it is a FIFO, not a regular file"),

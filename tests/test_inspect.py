@@ -178,6 +178,18 @@ def test_show_refuses_a_forged_beton_before_allocating(data, capsys, tmp_path):
     (["show", "{d}/a.boxes", "{d}/images", "--indices", "6"], "index 6 is out of range"),
     (["show", "{d}/a.boxes", "{d}/images", "--out", "{d}/no/dir/x.png"], "no folder {d}/no/dir"),
     (["show", "no-such-table-{pid}", "{d}/images"], "no live box table of that name"),
+    (["show", "{d}/a.boxes", "{d}/images", "--seed", "-1"], "--seed must be an integer from 0 to"),
+    (["show", "{d}/a.boxes", "{d}/images", "--indices", "99999999999999999999"],
+     "--indices: index 99999999999999999999 is out of range for a table of 6 samples"),
+    (["show", "{d}/a.boxes", "{d}/images", "--indices", "-99999999999999999999"], "--indices: index -9999"),
+    (["show", "{d}/a.boxes", "{d}/images", "--alpha", "1e308"], "--alpha must be from 1e-06 to 1e+08"),
+    (["show", "{d}/a.boxes", "{d}/images", "--alpha", "3e-308"], "--alpha must be from 1e-06 to 1e+08"),
+    (["show", "{d}/a.boxes", "{d}/images", "--alpha", "nan"], "--alpha must be from 1e-06 to 1e+08"),
+    (["table", "x" * 300], "File name too long"),
+    (["table", "{d}/" + "x" * 300 + ".pt"], "File name too long"),
+    (["show", "{d}/a.boxes", "{d}/" + "y" * 300], "File name too long"),
+    (["show", "{d}/a.boxes", "{d}/images", "--out", "{d}/" + "z" * 300 + ".png"], "File name too long"),
+    (["table", "{d}/a.boxes", "--plot", "{d}/" + "z" * 300 + ".png"], "File name too long"),
 ])
 def test_errors_are_one_line(data, capsys, argv, message):
     fill = lambda s: s.format(d=data, pid=os.getpid())  # noqa: E731
@@ -185,6 +197,42 @@ def test_errors_are_one_line(data, capsys, argv, message):
     assert rc == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith(f"ccrop {argv[0]}: "), err
     assert fill(message) in err
+
+
+def test_an_image_that_does_not_decode_is_named(data, capsys, tmp_path):
+    """A truncated JPEG in the folder was ``OSError: Truncated File Read`` (no file named), a traceback."""
+    import shutil
+
+    shutil.copytree(data / "images", tmp_path / "images")
+    files = sorted((tmp_path / "images").rglob("*.jpg"))
+    damaged = files[2]
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
+    rc, out, err = run(capsys, "show", data / "a.boxes", tmp_path / "images", "--indices", "2", "--dpi", 30,
+                       "--out", tmp_path / "x.png")
+    assert rc == 2 and out == "" and err.count("\n") == 1, err
+    assert err.startswith(f"ccrop show: sample 2: cannot decode {damaged}"), err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_a_zeroed_jpeg_inside_a_beton_names_the_sample(data, capsys, tmp_path):
+    """A zeroed JPEG inside a .beton was ``UnidentifiedImageError``, a traceback naming no sample."""
+    pytest.importorskip("ffcv")
+    from ccrop_loaders.ffcv.convert import convert_folder
+    from ccrop_loaders.tools.inspection import read_beton_images
+
+    beton = tmp_path / "a.beton"
+    convert_folder(data / "images", beton, workers=1)
+    capsys.readouterr()
+    meta, alloc = read_beton_images(beton, with_allocation=True)
+    ptr = int(meta[4]["data_ptr"])
+    size = int(alloc["size"][np.flatnonzero(alloc["ptr"] == ptr)[0]])
+    with open(beton, "r+b") as f:
+        f.seek(ptr)
+        f.write(bytes(size))
+    rc, out, err = run(capsys, "show", data / "a.boxes", beton, "--indices", "1,4", "--dpi", 30,
+                       "--out", tmp_path / "x.png")
+    assert rc == 2 and out == "" and err.count("\n") == 1, err
+    assert err.startswith(f"ccrop show: {beton}: sample 4, field image: cannot decode its JPEG"), err
 
 
 @pytest.mark.parametrize("command", ["show", "table"])

@@ -29,25 +29,33 @@ _CELL_MASK = np.uint32((1 << (32 - QUANTILE_BITS)) - 1)
 _CELL_SCALE = 1.0 / (1 << (32 - QUANTILE_BITS))
 UNIFORM_QUANTILES = np.arange(QUANTILE_KNOTS + 1, dtype=np.float64) / QUANTILE_KNOTS  # Beta(1, 1)
 UNIFORM_QUANTILES.setflags(write=False)
+# The alphas check_alpha accepts: throughout, scipy's betaincinv gives a finite, monotone, symmetric table (far
+# outside it, NaN or wrong knots). Below it the draws are already the ends 0 and 1, above it the centre.
+ALPHA_RANGE = (1e-6, 1e8)
 
 
-@lru_cache(maxsize=64)
 def beta_quantiles(alpha: float) -> np.ndarray:
     """Quantiles of Beta(alpha, alpha) at ``u = i / 8192``: float64 (8193,), read-only.
 
     Drawing ``Q(U)``, ``Q`` linearly interpolated between these exact knots, is
     an inverse-CDF Beta sampler whose CDF error is below 1/8192 (1.2e-4): 32
     random bits per draw, no rejection loop. ``alpha == 1`` gives the identity
-    (``Q(U) = U`` exactly).
+    (``Q(U) = U`` exactly). ``alpha`` must lie in ``ALPHA_RANGE`` (``check_alpha``).
     """
-    alpha = check_alpha(alpha)
+    return _beta_quantiles(check_alpha(alpha))  # cached by the checked float: True is never taken for 1.0
+
+
+@lru_cache(maxsize=64)
+def _beta_quantiles(alpha: float) -> np.ndarray:
     if alpha == 1.0:
         return UNIFORM_QUANTILES
     from scipy.special import betaincinv
 
     q = betaincinv(alpha, alpha, UNIFORM_QUANTILES)
-    q = np.maximum.accumulate(np.clip(q, 0.0, 1.0))
+    if not np.isfinite(q).all():  # outside the range probed for ALPHA_RANGE: another scipy may differ
+        raise ValueError(f"alpha = {alpha!r}: scipy.special.betaincinv gave non-finite Beta quantiles")
     half = QUANTILE_KNOTS // 2
+    q[: half + 1] = np.maximum.accumulate(np.clip(q[: half + 1], 0.0, 0.5))
     q[half + 1 :] = 1.0 - q[:half][::-1]  # Beta(a, a) is symmetric about 1/2
     q[0], q[half], q[-1] = 0.0, 0.5, 1.0
     q.setflags(write=False)
@@ -146,7 +154,7 @@ def check_size(name: str, size: Sequence[int]) -> tuple[int, int]:
     try:
         h, w = (int(v) for v in size)
         ok = all(float(v) == int(v) for v in size)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an infinite side
         ok = False
     if not ok or h < 1 or w < 1:
         raise ValueError(f"{name} must be (height, width) with positive integers, got {size!r}")
@@ -154,10 +162,23 @@ def check_size(name: str, size: Sequence[int]) -> tuple[int, int]:
 
 
 def check_alpha(alpha: float) -> float:
-    alpha = float(alpha)
-    if not (math.isfinite(alpha) and alpha > 0):
-        raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}")
-    return alpha
+    """The Beta(alpha, alpha) parameter as a float in ``ALPHA_RANGE`` ([1e-6, 1e8]), or ValueError naming alpha.
+
+    A number only (not a bool or a string). Within the range the quantile table is
+    finite, monotone and symmetric; outside it scipy's quantiles are NaN or wrong.
+    """
+    lo, hi = ALPHA_RANGE
+    if isinstance(alpha, (bool, np.bool_, str, bytes)):
+        raise ValueError(f"alpha must be a number from {lo:g} to {hi:g}, got {type(alpha).__name__} {alpha!r}")
+    try:
+        value = float(alpha)
+    except (TypeError, ValueError):
+        raise ValueError(f"alpha must be a number from {lo:g} to {hi:g}, got {type(alpha).__name__} "
+                         f"{alpha!r}") from None
+    if not lo <= value <= hi:  # NaN fails too
+        raise ValueError(f"alpha must be from {lo:g} to {hi:g} (ALPHA_RANGE: where Beta(alpha, alpha)'s quantile "
+                         f"table is finite and monotone), got {alpha!r}")
+    return value
 
 
 def check_range(name: str, value: Sequence[float]) -> tuple[float, float]:

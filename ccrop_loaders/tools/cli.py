@@ -114,9 +114,17 @@ def _diagnose(args: argparse.Namespace) -> int:
     from .diagnostics import TruthError, box_diagnostics, read_truth
     from .inspection import InspectError, read_table
 
+    from ccrop_loaders.core.sampler import check_alpha
+
     try:
         if args.epochs < 1 or args.epochs > 1000:
             raise InspectError(f"--epochs must be from 1 to 1000, got {args.epochs}")
+        try:
+            check_alpha(args.alpha)  # before the work
+        except ValueError as err:
+            raise InspectError(f"--{err}") from None
+        if not 0 < args.coverage <= 1:
+            raise InspectError(f"--coverage must be in (0, 1], got {args.coverage}")
         if args.json is not None:
             _check_json_out(args.json)  # before the work
         snap = read_table(args.table)
@@ -175,6 +183,7 @@ def _check_json_out(out: Path) -> None:
 
 def _sizes(text: str):
     """``HxW`` -> int64 (2,); a folder or .beton path -> int64 (n, 2) of its images."""
+    import os
     import re
 
     import numpy as np
@@ -187,7 +196,7 @@ def _sizes(text: str):
         if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
             raise ValueError(f"--sizes {text}: height and width must be from 1 to {MAX_SIDE:,} pixels")
         return np.array([height, width], np.int64)
-    if not Path(text).exists():
+    if not os.path.exists(text):  # False for a name too long to look up, too
         raise FileNotFoundError(f"--sizes {text}: neither HxW (e.g. 96x128) nor an image folder or .beton")
     try:
         return image_sizes(text)
@@ -299,7 +308,11 @@ def main(argv: list[str] | None = None) -> int:
     bench_module.add_arguments(bench)
     bench.set_defaults(run=_bench)
     args = parser.parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except OSError as err:  # what a command did not name itself (a full disk, a name too long): still one line
+        print(f"ccrop {args.command}: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

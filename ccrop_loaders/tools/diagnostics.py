@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ccrop_loaders.core.files import open_regular
-from ccrop_loaders.core.sampler import FULL_BOX, check_boxes, sample_crops
+from ccrop_loaders.core.sampler import FULL_BOX, check_alpha, check_boxes, sample_crops
 
 FIELDS = ("index", "y0", "x0", "y1", "x1")
 SIZE_FIELDS = ("height", "width")
@@ -209,6 +209,7 @@ def box_diagnostics(table_or_boxes, truth, image_sizes=None, *, indices=None, al
                           and sizes.size else ""))
     if not 0 < coverage <= 1:
         raise ValueError(f"coverage must be in (0, 1], got {coverage}")
+    alpha = check_alpha(alpha)
     seed = table_seed if seed is None else seed
     boxes = rows[indices]
     common = {"indices": indices, "seed": seed, "epochs": epochs, "coverage": coverage, "scale": scale, "ratio": ratio}

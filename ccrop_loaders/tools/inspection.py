@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ccrop_loaders.core.sampler import FULL_BOX, sample_crop, sample_flip
+from ccrop_loaders.core.sampler import FULL_BOX, check_alpha, sample_crop, sample_flip
 from ccrop_loaders.core.table import BoxTable
 from ccrop_loaders.core.table_file import read_table_file
 from ccrop_loaders.core.table_layout import FILE_MAGIC, HEADER_WORDS, controls_of, unpack_boxes
@@ -131,12 +132,24 @@ def _read_live(name: str) -> TableSnapshot:
         table.close()
 
 
+def _mode(path: Path, what: str) -> int | None:
+    """``st_mode`` of ``path`` (symlinks followed), None if there is nothing there; InspectError naming ``what``
+    when the name cannot be looked up (too long, a symlink loop, no permission)."""
+    try:
+        return os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as err:
+        raise InspectError(f"cannot open {what} {str(path)!r}: {err.strerror}") from None
+
+
 def read_table(source: str | os.PathLike) -> TableSnapshot:
     """The rows and controls of ``source`` (a table file, a checkpoint or a live table name; see the module doc)."""
     path = Path(source)
-    if os.path.isdir(path):
+    mode = _mode(path, "the box table")
+    if mode is not None and stat.S_ISDIR(mode):
         raise InspectError(f"{path} is a folder, not a box table file, checkpoint or table name")
-    if path.is_file():
+    if mode is not None and stat.S_ISREG(mode):
         try:
             with open(path, "rb") as f:
                 magic = f.read(len(FILE_MAGIC))
@@ -145,7 +158,7 @@ def read_table(source: str | os.PathLike) -> TableSnapshot:
         if magic == FILE_MAGIC:
             return _read_table_file(path)
         return _read_checkpoint(path)
-    if os.path.lexists(path):
+    if mode is not None or os.path.lexists(path):
         raise InspectError(f"{path} is not a regular file")
     if path.suffix in CHECKPOINT_SUFFIXES or os.sep in str(source) or (os.altsep and os.altsep in str(source)):
         raise InspectError(f"no such file: {source}")
@@ -374,7 +387,8 @@ class ImageSource:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        if self.path.is_dir():
+        mode = _mode(self.path, "the images")
+        if mode is not None and stat.S_ISDIR(mode):
             from ccrop_loaders.folder import list_images
 
             try:
@@ -383,7 +397,7 @@ class ImageSource:
                 raise InspectError(str(err)) from None
             self._beton = None
             self.count = len(self._paths)
-        elif self.path.is_file():
+        elif mode is not None and stat.S_ISREG(mode):
             self._open_beton()
         else:
             raise InspectError(f"no image folder or .beton at {self.path}")
@@ -399,11 +413,15 @@ class ImageSource:
         return self.count
 
     def image(self, index: int) -> np.ndarray:
-        """uint8 (H, W, 3)."""
+        """uint8 (H, W, 3); InspectError naming the file (folder) or the sample (.beton) that does not decode."""
         if self._beton is None:
             from ccrop_loaders.folder import load_rgb
 
-            return load_rgb(self._paths[index])
+            try:
+                return load_rgb(self._paths[index])
+            except Exception as err:  # Pillow raises many kinds (OSError: truncated, UnidentifiedImageError, ...)
+                raise InspectError(f"sample {index}: cannot decode {self._paths[index]} "
+                                   f"({type(err).__name__}: {err})") from None
         meta, alloc = self._beton[0][index], self._beton[1]
         row = np.flatnonzero(alloc["ptr"] == meta["data_ptr"])
         if row.size == 0:
@@ -413,13 +431,20 @@ class ImageSource:
             data = f.read(int(alloc["size"][row[0]]))
         height, width = int(meta["height"]), int(meta["width"])
         if int(meta["mode"]) == 1:  # raw
+            if len(data) < height * width * 3:
+                raise InspectError(f"{self.path}: sample {index}, field image: {len(data):,} bytes of raw pixels, "
+                                   f"{height}x{width} RGB needs {height * width * 3:,}")
             return np.frombuffer(data, dtype=np.uint8)[: height * width * 3].reshape(height, width, 3)
         import io
 
         from PIL import Image
 
-        with Image.open(io.BytesIO(data)) as img:
-            return np.asarray(img.convert("RGB"))
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                return np.asarray(img.convert("RGB"))
+        except Exception as err:  # as above
+            raise InspectError(f"{self.path}: sample {index}, field image: cannot decode its JPEG "
+                               f"({type(err).__name__}: {err})") from None
 
     def label(self, index: int) -> str:
         if self._beton is None:
@@ -443,10 +468,13 @@ def _pyplot():
 
 
 def check_out(out: str | os.PathLike) -> None:
+    """Refuse an output path whose folder is missing or that is a folder (or cannot be looked up)."""
     out = Path(out)
-    if not out.parent.is_dir():
+    parent = _mode(out.parent, "the folder of")
+    if parent is None or not stat.S_ISDIR(parent):
         raise InspectError(f"cannot write {out}: no folder {out.parent}")
-    if out.is_dir():
+    mode = _mode(out, "the output")
+    if mode is not None and stat.S_ISDIR(mode):
         raise InspectError(f"cannot write {out}: it is a folder")
 
 
@@ -506,8 +534,12 @@ def show(snap: TableSnapshot, images: ImageSource, out: str | os.PathLike, *, sa
                                 ("size", size, 8, 2048), ("dpi", dpi, 10, 600)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
             raise InspectError(f"--{name} must be an integer from {lo} to {hi}, got {value!r}")
-    if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha > 0):
-        raise InspectError(f"--alpha must be a finite number > 0, got {alpha!r}")
+    try:
+        alpha = check_alpha(alpha)
+    except ValueError as err:
+        raise InspectError(f"--{err}") from None
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
+        raise InspectError(f"--seed must be an integer from 0 to {2**64 - 1}, got {seed!r}")
     if epoch is not None and not 0 <= int(epoch) < 2**63 - epochs:
         raise InspectError(f"--epoch must be an integer from 0 to {2**63 - 1 - epochs}, got {epoch!r}")
     width_px, height_px = (round(inches * dpi) for inches in show_figsize(min(samples, len(snap)) if indices is None
@@ -521,10 +553,11 @@ def show(snap: TableSnapshot, images: ImageSource, out: str | os.PathLike, *, sa
     if indices is None:
         indices = choose_samples(len(snap), samples, seed)
     else:
+        bad = [i for i in indices if not 0 <= int(i) < len(snap)]  # Python ints: no overflow before the check
+        if bad:
+            raise InspectError(f"--indices: index {int(bad[0])} is out of range for a table of {len(snap):,} "
+                               f"samples (0 to {len(snap) - 1})")
         indices = np.asarray(indices, dtype=np.int64)
-        bad = indices[(indices < 0) | (indices >= len(snap))]
-        if bad.size:
-            raise InspectError(f"index {int(bad[0])} is out of range for a table of {len(snap):,} samples")
     first = snap.epoch if epoch is None else int(epoch)
     epoch_list = [first + k for k in range(epochs)]
     plt = _pyplot()
