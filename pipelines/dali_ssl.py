@@ -17,10 +17,13 @@ def distributed_layout() -> dict:
 
 def ssl_iterator(files: FolderFiles, table: BoxTable, *, batch_size: int, num_threads: int = 8,
                  device: str = "gpu", size: int = 224, alpha: float = 0.6, method: str = "simclr",
-                 seed: int = 0) -> ContrastiveCropIterator:
+                 seed: int = 0, checkpointing: bool = False,
+                 checkpoint: bytes | None = None) -> ContrastiveCropIterator:
     """Batches ``{"views": [2 x uint8 (B, size, size, 3)], "label", "index"}``, augmented on ``device``.
 
     ``method="byol"`` uses BYOL's asymmetric blur/solarize; the others the paper's ImageNet recipe.
+    ``checkpointing``: the iterator's ``checkpoints()`` between epochs hold the reader's order and the
+    augmentations' random state; ``checkpoint``: one of those, to go on where it was taken (a resume).
     """
     layout = distributed_layout()
     if method == "byol":
@@ -32,7 +35,8 @@ def ssl_iterator(files: FolderFiles, table: BoxTable, *, batch_size: int, num_th
                                 device_id=layout["local_rank"] if device == "gpu" else None,
                                 size=(size, size), alpha=alpha, flip=True, shard_id=layout["shard_id"],
                                 num_shards=layout["num_shards"], seed=seed + layout["shard_id"],
-                                last_batch="drop", view_augment=augment)
+                                last_batch="drop", view_augment=augment, checkpointing=checkpointing,
+                                checkpoint=checkpoint)
     return ContrastiveCropIterator(pipe)
 
 

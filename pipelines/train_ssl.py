@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
+import json
 import math
 import os
 import tempfile
@@ -28,9 +30,12 @@ from torch import nn
 from tqdm import tqdm
 
 from ccrop_loaders import BoxTable, BoxUpdater, ContrastiveCropSchedule, restore_table, table_state
-from ccrop_loaders.core.files import atomic_path
-from ccrop_loaders.folder import folder_fingerprint
+from ccrop_loaders.folder import folder_fingerprint, list_images
 from ccrop_loaders.trainer.augment import IMAGENET_MEAN, IMAGENET_STD, simclr_augment
+from ccrop_loaders.trainer.checkpoint import checkpoint_epoch, save_checkpoint
+
+MAX_DIST_TIMEOUT_S = 30 * 86400  # the largest --dist-timeout (30 days): torch's timedelta and gloo's ms hold it
+CONTENT_SAMPLES = 64  # files whose bytes go into a data identity
 
 # ----------------------------------------------------------------- models
 
@@ -97,7 +102,10 @@ class Data:
     """The backend's two loaders behind one interface: ``views(epoch)`` yields (view1, view2, index) as
     normalized float (B, 3, H, W) on ``device``; ``full_images()`` yields (images, index)."""
 
-    def __init__(self, backend: str, folder: Path, beton: Path | None, table: BoxTable, args, device: torch.device):
+    def __init__(self, backend: str, folder: Path, beton: Path | None, table: BoxTable, args, device: torch.device,
+                 start_epoch: int = 0, dali_checkpoint: bytes | None = None):
+        """``start_epoch``: the epoch the training loader starts at (its order is keyed by it); ``dali_checkpoint``:
+        the DALI training pipeline's state to go on from (a resume)."""
         self.backend, self.device, self.args = backend, device, args
         distributed = dist.is_initialized()
         if backend == "ffcv":
@@ -106,6 +114,7 @@ class Data:
             self.train = ssl_loader(str(beton), table, batch_size=args.batch_size, num_workers=args.workers,
                                     device=device, size=args.size, alpha=args.alpha, distributed=distributed,
                                     seed=args.seed)
+            self.train.next_epoch = start_epoch  # FFCV keys each epoch's order by (seed, epoch)
             self.full = localization_loader(str(beton), batch_size=args.batch_size, num_workers=args.workers,
                                             device=device, size=args.size, distributed=distributed)
             self.augment = [simclr_augment(generator=None).to(device)] * 2
@@ -117,7 +126,8 @@ class Data:
             files = FolderFiles.from_folder(folder)
             dali_device = "gpu" if device.type == "cuda" else "cpu"
             self.train = ssl_iterator(files, table, batch_size=args.batch_size, num_threads=args.workers,
-                                      device=dali_device, size=args.size, alpha=args.alpha, seed=args.seed)
+                                      device=dali_device, size=args.size, alpha=args.alpha, seed=args.seed,
+                                      checkpointing=args.checkpoint is not None, checkpoint=dali_checkpoint)
             self.full = localization_iterator(files, batch_size=args.batch_size, num_threads=args.workers,
                                               device=dali_device, size=args.size)
         self.mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1) * 255
@@ -188,9 +198,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dist-timeout", type=float, default=1800.0,
                    help="seconds a collective (all-gather, DDP all-reduce, barrier) waits for the other ranks before "
-                        "failing, so that a job one rank has left ends instead of hanging (default 1800)")
-    p.add_argument("--checkpoint", type=Path, default=None, help="saved every epoch")
-    p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+                        "failing, so that a job one rank has left ends instead of hanging (default 1800, at most "
+                        f"{MAX_DIST_TIMEOUT_S}); also how long a rank waits for a node's conversion to show signs of "
+                        "life")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="saved every epoch; never replaced by an older epoch's state")
+    p.add_argument("--resume", nargs="?", const="yes", choices=["yes", "auto"], default=None,
+                   help="continue from --checkpoint; '--resume auto': continue when it exists, else start (one "
+                        "command line that survives torchrun's restarts)")
+    p.add_argument("--accept-data-change", action="store_true",
+                   help="resume although --data holds other images than the checkpoint's (names, sizes or "
+                        "content differ): its boxes then go to these images by index")
     p.add_argument("--tiny", action="store_true",
                    help="demo data, tiny encoder, 64 px, 4 epochs: about a minute on 2 CPU cores")
     if p.parse_known_args(argv)[0].tiny:  # new defaults; options given on the command line still win
@@ -199,10 +217,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.resume and args.checkpoint is None:
         p.error("--resume needs --checkpoint")
-    if args.resume and not args.checkpoint.is_file():
-        p.error(f"--resume: there is no checkpoint at {args.checkpoint} (a run saves one there with --checkpoint)")
-    if not args.dist_timeout > 0:
-        p.error(f"--dist-timeout must be a positive number of seconds, got {args.dist_timeout}")
+    if args.resume == "yes" and not args.checkpoint.is_file():
+        p.error(f"--resume: there is no checkpoint at {args.checkpoint} (a run saves one there with --checkpoint; "
+                "'--resume auto' starts when there is none)")
+    args.resume = args.resume is not None and args.checkpoint.is_file()
+    if not args.resume and args.checkpoint is not None:
+        saved = checkpoint_epoch(args.checkpoint)
+        if saved:
+            p.error(f"--checkpoint {args.checkpoint} holds epoch {saved} of a run, which a new run would replace "
+                    "with older epochs: continue it with --resume (or --resume auto), or choose another --checkpoint")
+    if not (math.isfinite(args.dist_timeout) and 0 < args.dist_timeout <= MAX_DIST_TIMEOUT_S):
+        p.error(f"--dist-timeout must be a number of seconds in (0, {MAX_DIST_TIMEOUT_S}], got {args.dist_timeout}")
     return args
 
 
@@ -223,18 +248,73 @@ def setup_distributed(timeout_s: float) -> torch.device:
     return torch.device("cpu")
 
 
-def load_resume_state(checkpoint: Path, folder: Path, data_key: str, crop: str | None = None) -> dict:
-    """``checkpoint``'s state (on the CPU), refused when it was trained on other images (its boxes index those) or,
-    given ``crop``, with the other --crop (a resumed baseline would turn into ContrastiveCrop, or back)."""
+def data_identity(folder: Path) -> str:
+    """SHA-256 (hex) of what identifies an image folder's data: its classes, each file's relative path, label and
+    size, and the bytes of ``CONTENT_SAMPLES`` files spread over the listing. Modification times are left out: a
+    byte-identical copy (``cp -r``, staging to node-local disk) has the same identity."""
+    samples, classes = list_images(folder)
+    digest = hashlib.sha256(json.dumps(classes).encode())
+    for path, label in samples:
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{label}\0{path.stat().st_size}\n".encode())
+    for i in np.unique(np.linspace(0, len(samples) - 1, min(CONTENT_SAMPLES, len(samples))).round().astype(int)):
+        digest.update(samples[i][0].read_bytes())
+    return digest.hexdigest()
+
+
+def load_resume_state(checkpoint: Path, folder: Path, data_id: str, crop: str, method: str, world: int,
+                      accept_data_change: bool = False) -> dict:
+    """``checkpoint``'s state (on the CPU), refused when it was trained on other images (its boxes index those;
+    unless ``accept_data_change``), with the other --crop or --method, or on another number of ranks (its per-rank
+    state has one entry per rank)."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    if state.get("data") not in (None, data_key):
-        raise SystemExit(f"--resume: {checkpoint} was trained on other images than {folder} (files, sizes or mtimes "
-                         "differ): its boxes would belong to other samples. Point --data at the images it was "
-                         "trained on, or start without --resume")
-    if crop is not None and state.get("crop") not in (None, crop):
+    if "data_id" in state:
+        same = state["data_id"] == data_id
+    else:  # older checkpoints: keyed by the folder's listing with modification times
+        same = state.get("data") in (None, folder_fingerprint(folder))
+    if not same and not accept_data_change:
+        raise SystemExit(f"--resume: {checkpoint} was trained on other images than {folder} (names, sizes or "
+                         "content differ): its boxes would belong to other samples. Point --data at the images it "
+                         "was trained on, start without --resume, or pass --accept-data-change to resume on these")
+    if state.get("crop") not in (None, crop):
         raise SystemExit(f"--resume: {checkpoint} was trained with --crop {state['crop']}, this run has --crop {crop}: "
                          f"resume with --crop {state['crop']}, or start without --resume")
+    saved_method = state.get("method", "moco" if "key_model" in state else "simclr")
+    if saved_method != method:
+        raise SystemExit(f"--resume: {checkpoint} was trained with --method {saved_method}, this run has --method "
+                         f"{method}: resume with --method {saved_method}, or start without --resume")
+    ranks = state.get("ranks")
+    if ranks is not None and len(ranks) != world:
+        raise SystemExit(f"--resume: {checkpoint} was saved by {len(ranks)} rank(s), this run has {world}: its "
+                         f"per-rank state (random streams, MoCo queues, DALI readers) resumes on {len(ranks)} ranks")
     return state
+
+
+def rank_state(model: nn.Module, key_model: nn.Module | None, queue: torch.Tensor | None, data: Data) -> dict:
+    """This rank's part of a checkpoint, what a resume restores besides rank 0's model: the random streams, the
+    BatchNorm statistics (each rank's own after its last step), MoCo's queue and key statistics, the DALI reader."""
+    state = {"torch_rng": torch.get_rng_state(), "buffers": {n: b.cpu() for n, b in model.named_buffers()}}
+    if torch.cuda.is_available():
+        state["cuda_rng"] = torch.cuda.get_rng_state()
+    if key_model is not None:
+        state["key_buffers"] = {n: b.cpu() for n, b in key_model.named_buffers()}
+        state["queue"] = queue.cpu()
+    if data.backend == "dali" and data.args.checkpoint is not None:
+        state["dali"] = torch.frombuffer(bytearray(data.train.checkpoints()[0]), dtype=torch.uint8)
+    return state
+
+
+def gather_rank_states(mine: dict) -> list[dict] | None:
+    """Every rank's ``rank_state`` on rank 0 (None on the others): a collective, on the success path only."""
+    if not dist.is_initialized():
+        return [mine]
+    everyone = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(mine, everyone, dst=0)
+    return everyone
+
+
+def restore_buffers(module: nn.Module, buffers: dict) -> None:
+    for name, buffer in module.named_buffers():
+        buffer.copy_(buffers[name])
 
 
 def converted_beton(folder: Path, work: Path, args) -> tuple[Path, int]:
@@ -256,6 +336,18 @@ def tiny_batch_size(num_samples: int, world_size: int) -> int:
     """The largest batch up to 16 that divides each rank's share: --tiny trains on every sample."""
     share = max(1, num_samples // world_size)
     return max(b for b in range(1, 17) if share % b == 0)
+
+
+def save_run(path: Path, state: dict) -> None:
+    """Save ``state`` to ``path`` unless it holds a newer epoch (another run writing it); one-line errors."""
+    saved = checkpoint_epoch(path)
+    if saved is not None and saved > state["epoch"]:
+        raise SystemExit(f"--checkpoint: {path} holds epoch {saved}, newer than this run's {state['epoch']} (another "
+                         "run writes it?): not replaced")
+    try:
+        save_checkpoint(state, path)  # a kill or a full disk while saving leaves the previous checkpoint
+    except OSError as err:
+        raise SystemExit(f"--checkpoint: {err}") from None
 
 
 @torch.no_grad()
@@ -291,9 +383,11 @@ def main(argv=None) -> dict:
                 make_image_folder(folder, 48, shorter_side=(80, 120))
             if dist.is_initialized():
                 dist.barrier()
-        data_key = folder_fingerprint(folder)  # checkpoints are keyed to the images their boxes index
+        data_id = data_identity(folder)  # checkpoints are keyed to the images their boxes index
+        world = dist.get_world_size() if dist.is_initialized() else 1
         # loaded before converting: a refused resume must not have replaced the run's .beton
-        resume_state = load_resume_state(args.checkpoint, folder, data_key, args.crop) if args.resume else None
+        resume_state = load_resume_state(args.checkpoint, folder, data_id, args.crop, args.method, world,
+                                         args.accept_data_change) if args.resume else None
         if args.backend == "ffcv":
             beton, num_samples = converted_beton(folder, work, args)
         else:
@@ -303,10 +397,10 @@ def main(argv=None) -> dict:
         if args.batch_size is None:
             args.batch_size = tiny_batch_size(num_samples, dist.get_world_size() if dist.is_initialized() else 1)
         with BoxTable.create(num_samples) as table:
-            return train(args, device, folder, data_key, resume_state, beton, table, show)
+            return train(args, device, folder, data_id, resume_state, beton, table, show)
 
 
-def train(args, device: torch.device, folder: Path, data_key: str, state: dict | None, beton: Path | None,
+def train(args, device: torch.device, folder: Path, data_id: str, state: dict | None, beton: Path | None,
           table: BoxTable, show: bool) -> dict:
     """Train on ``table``'s views; returns the history: ``losses`` per epoch, ``localized_at`` (epochs),
     ``boxes_before``/``boxes_after`` float32 (N, 4), ``boxes_at`` {epoch: boxes after that epoch's localization},
@@ -322,13 +416,17 @@ def train(args, device: torch.device, folder: Path, data_key: str, state: dict |
         key_model.requires_grad_(False)
     queue = F.normalize(torch.randn(args.queue, 128, device=device), dim=1) if key_model is not None else None
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=1e-4)
-    start_epoch = 0
+    start_epoch, mine = 0, None
+    rank = dist.get_rank() if dist.is_initialized() else 0
     if state is not None:  # load_state_dict copies the CPU tensors to the model's and optimizer's device
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        mine = state["ranks"][rank] if "ranks" in state else None  # older checkpoints: rank 0's state only
         if key_model is not None:
             key_model.load_state_dict(state["key_model"])
-            queue = state["queue"].to(device)
+            queue = (state["queue"] if mine is None else mine["queue"]).to(device)
+        if mine is not None and key_model is not None:
+            restore_buffers(key_model, mine["key_buffers"])
         restore_table(table, state["boxes"])
         start_epoch = state["epoch"]
         localized = list(state.get("localized_at", []))
@@ -337,13 +435,20 @@ def train(args, device: torch.device, folder: Path, data_key: str, state: dict |
                   f"{'ContrastiveCrop' if table.use_boxes else 'RandomResizedCrop warm-up'}")
     else:
         localized = []
-    data = Data(args.backend, folder, beton, table, args, device)
+    dali_checkpoint = None if mine is None or "dali" not in mine else mine["dali"].numpy().tobytes()
+    data = Data(args.backend, folder, beton, table, args, device, start_epoch, dali_checkpoint)
+    if mine is not None:  # the random streams as the run left them after its last epoch
+        torch.set_rng_state(mine["torch_rng"])
+        if "cuda_rng" in mine and torch.cuda.is_available():
+            torch.cuda.set_rng_state(mine["cuda_rng"])
     world = dist.get_world_size() if dist.is_initialized() else 1
     used = data.steps * args.batch_size * world
     if show and used < len(table):
         print(f"note: each epoch trains on {used} of {len(table)} samples ({world} rank(s) x {data.steps} steps x "
               f"batch {args.batch_size}); the rest of each rank's shuffled share is dropped (drop_last)")
     ddp = torch.nn.parallel.DistributedDataParallel(model) if dist.is_initialized() else model
+    if mine is not None:  # after DDP, which gives every rank rank 0's buffers
+        restore_buffers(model, mine["buffers"])
     history = {"losses": [], "boxes_before": table.read(), "localized_at": localized, "boxes_at": {},
                "seconds": {"train": [], "localize": []}}
     # an exception in this block stops the updater without a flush (a collective) and goes on up: this rank
@@ -390,14 +495,14 @@ def train(args, device: torch.device, folder: Path, data_key: str, state: dict |
             if show:
                 tqdm.write(f"epoch {epoch}: loss {history['losses'][-1]:.4f} ({count} steps, "
                            f"{'ContrastiveCrop' if table.use_boxes else 'RandomResizedCrop'})")
-            if args.checkpoint is not None and show:
-                state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
-                         "boxes": table_state(table), "data": data_key, "localized_at": history["localized_at"],
-                         "crop": args.crop}
-                if key_model is not None:
-                    state.update(key_model=key_model.state_dict(), queue=queue)
-                with atomic_path(args.checkpoint) as tmp:  # a kill while saving leaves the previous checkpoint
-                    torch.save(state, tmp)
+            if args.checkpoint is not None:
+                ranks = gather_rank_states(rank_state(model, key_model, queue, data))
+                if show:
+                    save_run(args.checkpoint, {
+                        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
+                        "boxes": table_state(table), "data_id": data_id, "localized_at": history["localized_at"],
+                        "crop": args.crop, "method": args.method, "ranks": ranks,
+                        **({} if key_model is None else {"key_model": key_model.state_dict(), "queue": queue})})
     history["boxes_after"] = table.read()
     history["use_boxes"], history["table_epoch"] = table.use_boxes, table.epoch
     history["model"] = model

@@ -1,9 +1,14 @@
-"""The box table in a torch checkpoint, so a resumed run goes on with ContrastiveCrop."""
+"""The box table in a torch checkpoint, so a resumed run goes on with ContrastiveCrop; checkpoints saved safely."""
 from __future__ import annotations
+
+import io
+import os
+import pickle
 
 import torch
 
 from ..core import BoxTable
+from ..core.files import atomic_path
 
 
 def table_state(table: BoxTable) -> dict:
@@ -23,3 +28,29 @@ def restore_table(table: BoxTable, state: dict) -> None:
     if isinstance(rows, torch.Tensor):
         state = {**state, "rows": rows.cpu().numpy()}
     table.load_state_dict(state)
+
+
+def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
+    """``torch.save(state)`` to ``path``, written beside it and renamed over it, its room reserved first.
+
+    A full filesystem is an ``OSError`` naming the file, the bytes needed and the
+    room (not torch's ``inline_container`` error), and the previous checkpoint stays.
+    The state is serialized in memory first: saving holds it twice.
+    """
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getbuffer()
+    with atomic_path(path, size_hint=len(data)) as tmp:
+        with open(tmp, "r+b") as f:
+            os.posix_fallocate(f.fileno(), 0, len(data))
+            f.write(data)
+
+
+def checkpoint_epoch(path: str | os.PathLike) -> int | None:
+    """The epoch the checkpoint at ``path`` continues from (None without a readable one); tensors stay unread."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError):
+        return None
+    epoch = state.get("epoch") if isinstance(state, dict) else None
+    return epoch if isinstance(epoch, int) else None
