@@ -3,11 +3,13 @@ to their stated size; --help; bad arguments and --device gpu without a GPU give 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ccrop_loaders.tools.bench import COMPARISONS, _comparisons
@@ -113,3 +115,123 @@ def test_comparison_with_a_missing_contender_has_no_ratio():
                                                     "dali_cpu_rrc_random_crop"]
     assert "dali_two_views_gpu" not in out
     assert "dali_two_views_gpu" in {c["key"] for c in _comparisons(results, [256], "gpu")}
+
+
+def _bench_args(out, *extra: str):
+    """``ccrop bench``'s parsed arguments, as the CLI hands them to ``run``."""
+    import argparse
+
+    from ccrop_loaders.tools.bench import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(["--out", str(out), *extra])
+
+
+def _refused_fast(args, message: str) -> None:
+    from ccrop_loaders.tools.bench import BenchError, run
+
+    started = time.monotonic()
+    with pytest.raises(BenchError) as error:
+        run(args)
+    assert message in str(error.value) and "\n" not in str(error.value), str(error.value)
+    assert time.monotonic() - started < 5, "refused only after working"
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda out: os.mkfifo(out / "bench.json"), "bench.json is a FIFO, not a regular file"),
+    (lambda out: (out / "scaling.png").mkdir(), "scaling.png is a directory"),
+    (lambda out: os.symlink("/dev/null", out / "bench.png"), "bench.png is a character device"),
+])
+def test_outputs_the_run_cannot_replace_are_refused_before_it(tmp_path, make, message):
+    """A FIFO named bench.json: the whole run completed, then blocked forever writing it."""
+    out = tmp_path / "out"
+    out.mkdir()
+    make(out)
+    _refused_fast(_bench_args(out, "--quick"), message)
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_folder_it_cannot_write_in_is_refused_before_the_run():
+    """``--out /sys/kernel`` ran 48 s, then ended in a PermissionError traceback."""
+    if not os.path.isdir("/sys/kernel"):
+        pytest.skip("no /sys/kernel")
+    _refused_fast(_bench_args("/sys/kernel", "--quick"), "cannot write in --out /sys/kernel")
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--quick", "--batch-size", "100000"], "--batch-size must be at most --images (64), got 100,000"),
+    (["--images", "8", "--batch-size", "9"], "--batch-size must be at most --images (8), got 9"),
+    (["--images", "100000000"], "--images must be at most 20,000, got 100,000,000"),
+    (["--threads", "100000"], "--threads must be at most"),
+    (["--rounds", "1000000"], "--rounds must be at most 100"),
+    (["--passes", "1000000"], "--passes must be at most 100"),
+])
+def test_sizes_and_counts_are_bounded_before_anything_is_made(tmp_path, extra, message):
+    """``--batch-size 100000`` with 8 images reached 24 GB resident before the OOM killer."""
+    _refused_fast(_bench_args(tmp_path / "out", *extra), message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_threads_are_bounded_by_what_numba_allows(tmp_path):
+    from numba import config
+
+    _refused_fast(_bench_args(tmp_path / "out", "--threads", str(config.NUMBA_NUM_THREADS + 1)),
+                  f"--threads must be at most {config.NUMBA_NUM_THREADS}, the threads numba may run")
+
+
+def test_the_cli_prints_the_refusal_as_one_line(tmp_path, capsys):
+    os.mkfifo(tmp_path / "bench.json")
+    assert main(["bench", "--quick", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ccrop bench: --out {tmp_path}: bench.json is a FIFO") and err.count("\n") == 1, err
+
+
+def test_outputs_are_written_atomically(tmp_path, monkeypatch):
+    """The charts and bench.json go beside their targets and are renamed over them: a failure leaves the old
+    files whole and no temp file behind (shown on the charts, with a figure that fails while being saved)."""
+    pytest.importorskip("matplotlib")
+    from ccrop_loaders.tools.bench import report
+
+    (tmp_path / "bench.png").write_bytes(b"old chart")
+    record = {"settings": {"sizes": [256]}, "results": [], "comparisons": [], "scaling": []}
+
+    def broken_savefig(self, path, **kwargs):
+        Path(path).write_bytes(b"half a chart")
+        raise OSError(28, "No space left on device")
+
+    import matplotlib.figure
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", broken_savefig)
+    with pytest.raises(OSError, match="No space left"):
+        report.plot(record, tmp_path)
+    assert (tmp_path / "bench.png").read_bytes() == b"old chart"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.png"]
+
+
+def test_a_run_replaces_its_outputs_atomically(tmp_path, monkeypatch, capsys):
+    """The whole run with every contender skipped (no images made, nothing timed): bench.json and the chart replace
+    the old files by rename (a symlinked bench.json is written through, the link kept), no temp file left."""
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("skimage")
+    from ccrop_loaders.tools.bench import contenders, data, run
+
+    def missing(*args, **kwargs):
+        raise ImportError("left out by the test")
+
+    for name in ("dali_contender", "dali_contenders", "ffcv_contenders", "ffcv_multiview", "libjpeg_contender",
+                 "original_contender", "pillow_contender"):
+        monkeypatch.setattr(contenders, name, missing)
+    made = data.ImageSet(256, None, [], [], [], np.zeros((0, 2), np.int64), "none: the test makes no images")
+    monkeypatch.setattr(data, "prepare", lambda root, images, sizes, workers: {sizes[0]: made})
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "kept.json").write_text("old")
+    os.symlink(tmp_path / "kept.json", out / "bench.json")
+    (out / "bench.png").write_bytes(b"old chart")
+    record = run(_bench_args(out, "--quick", "--scaling", "none"))
+    assert (out / "bench.json").is_symlink()
+    assert json.loads((tmp_path / "kept.json").read_text())["seconds"] == record["seconds"]
+    assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in out.iterdir()) == ["bench.json", "bench.png"]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

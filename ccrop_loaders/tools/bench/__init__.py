@@ -12,6 +12,7 @@ import datetime
 import json
 import os
 import platform
+import stat
 import sys
 import tempfile
 import time
@@ -19,6 +20,9 @@ from pathlib import Path
 from typing import Callable
 
 FFCV_EPOCH_BATCHES = 64  # the shortest epoch FFCV's contenders run (a quarter with --quick; see _settings)
+MAX_IMAGES = 20_000  # --images: JPEGs made per size, all held in memory while the contenders run
+MAX_REPEATS = 100  # --rounds and --passes
+OUTPUTS = ("bench.json", "bench.png", "scaling.png")  # what a run writes in --out
 SIMD_NAMES = {0: "none", 1: "AVX2", 2: "AVX-512"}
 VERSIONS = ("ffcv", "nvidia-dali-cuda120", "nvidia-dali", "numba", "numpy", "torch", "Pillow", "matplotlib",
             "ccrop-loaders")
@@ -83,24 +87,25 @@ def _sizes(text: str) -> list[int]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``ccrop bench``'s options; argument errors become one line ``ccrop bench: <message>``, exit code 2."""
-    cores = os.cpu_count() or 1
     parser.add_argument("--out", type=Path, default=Path("bench_out"),
                         help="folder for bench.json, bench.png and scaling.png (default bench_out)")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run (under a minute on 2 cores): 64 images, size 256, 1 round, small scaling")
     parser.add_argument("--images", type=_positive("--images", 8), default=None,
-                        help="JPEGs per size (default 512; --quick 64)")
+                        help=f"JPEGs per size, at most {MAX_IMAGES:,} (default 512; --quick 64)")
     parser.add_argument("--threads", type=_positive("--threads"), default=None,
-                        help=f"threads (FFCV workers, DALI threads, DataLoader workers) (default all cores: {cores})")
+                        help="threads (FFCV workers, DALI threads, DataLoader workers), at most numba's "
+                             "NUMBA_NUM_THREADS (default all cores, within that)")
     parser.add_argument("--sizes", type=_sizes, default=None,
                         help=".beton max resolutions, comma-separated (default 256,512; --quick 256)")
     parser.add_argument("--batch-size", type=_positive("--batch-size"), default=None,
-                        help="batch size (default 64; --quick 32)")
+                        help="batch size, at most --images (default 64; --quick 32)")
     parser.add_argument("--rounds", type=_positive("--rounds"), default=None,
-                        help="timed rounds per contender, best kept (default 5; --quick 1)")
+                        help=f"timed rounds per contender, best kept, at most {MAX_REPEATS} (default 5; --quick 1)")
     parser.add_argument("--passes", type=_positive("--passes"), default=None,
-                        help="reads of every image per epoch, so that epochs are long as in training (default 2; "
-                             "--quick 1); FFCV's loaders read them often enough for epochs of 64 batches (--quick 16)")
+                        help=f"reads of every image per epoch, so that epochs are long as in training, at most "
+                             f"{MAX_REPEATS} (default 2; --quick 1); FFCV's loaders read them often enough for epochs "
+                             "of 64 batches (--quick 16)")
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
                         help="gpu: add DALI's GPU contenders (needs a CUDA GPU); the CPU ones always run")
     parser.add_argument("--scaling", choices=("ffcv", "all", "none"), default=None,
@@ -115,19 +120,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace) -> dict:
+    """The run's settings (defaults filled in), or BenchError naming the option whose value is out of bounds."""
+    from numba import config
+
     quick = bool(args.quick)
-    cores = os.cpu_count() or 1
+    threads = min(os.cpu_count() or 1, config.NUMBA_NUM_THREADS)  # all cores, as far as numba (FFCV's workers) may
 
     def pick(value, full, fast):
         return value if value is not None else (fast if quick else full)
 
     settings = {
         "quick": quick, "device": args.device,
-        "images": pick(args.images, 512, 64), "threads": pick(args.threads, cores, cores),
+        "images": pick(args.images, 512, 64), "threads": pick(args.threads, threads, threads),
         "sizes": pick(args.sizes, [256, 512], [256]), "batch_size": pick(args.batch_size, 64, 32),
         "rounds": pick(args.rounds, 5, 1), "passes": pick(args.passes, 2, 1),
         "scaling": pick(args.scaling, "all", "ffcv"), "view_size": [224, 224],
     }
+    if settings["images"] > MAX_IMAGES:
+        raise BenchError(f"--images must be at most {MAX_IMAGES:,}, got {settings['images']:,}")
+    if settings["batch_size"] > settings["images"]:
+        raise BenchError(f"--batch-size must be at most --images ({settings['images']:,}), got "
+                         f"{settings['batch_size']:,}")
+    if settings["threads"] > config.NUMBA_NUM_THREADS:
+        raise BenchError(f"--threads must be at most {config.NUMBA_NUM_THREADS}, the threads numba may run "
+                         f"(NUMBA_NUM_THREADS), got {settings['threads']:,}")
+    for name in ("rounds", "passes"):
+        if settings[name] > MAX_REPEATS:
+            raise BenchError(f"--{name} must be at most {MAX_REPEATS}, got {settings[name]:,}")
     # FFCV allocates its output buffers at the start of each epoch, and the kernel zeroes each new page on its first
     # write: over a training epoch (thousands of batches) that is nothing, over a few batches it is much of the time.
     # FFCV's loaders therefore read each image often enough to make epochs of at least FFCV_EPOCH_BATCHES batches.
@@ -289,10 +308,7 @@ def run(args: argparse.Namespace) -> dict:
     if not (have("PIL") and have("skimage")):
         raise BenchError("the benchmark images need Pillow and scikit-image: pip install 'ccrop-loaders[demo]'")
     out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise BenchError(f"cannot create --out {out}: {error}") from None
+    check_out(out)
 
     from ccrop_loaders.core import BoxTable
     from ..sample_data import random_boxes
@@ -354,13 +370,49 @@ def run(args: argparse.Namespace) -> dict:
                                 "thread_ms_per_image": 1000.0 * r["threads"] / r["rate"]})
     record.update(results=results, comparisons=_comparisons(results, s["sizes"], s["device"]), scaling=scaling,
                   skipped=skipped, seconds=round(time.perf_counter() - started, 1))
+    from ccrop_loaders.core.files import replace_atomically
+
     from .report import plot, table_text
 
-    record["files"] = plot(record, out)
-    (out / "bench.json").write_text(json.dumps(record, indent=1) + "\n")
+    try:  # each beside its target, then renamed over it; a FIFO or device put there since check_out is refused
+        record["files"] = plot(record, out)
+        replace_atomically(out / "bench.json", (json.dumps(record, indent=1) + "\n").encode())
+    except (OSError, ValueError) as error:
+        print(table_text(record))
+        raise BenchError(f"cannot write the outputs in --out {out}: {error}") from None
     print(table_text(record))
     print(f"\nwrote {out / 'bench.json'}" + "".join(f", {out / f['path']}" for f in record["files"].values()))
     return record
+
+
+def check_out(out: Path) -> None:
+    """Make ``out`` and make sure the run can write its outputs there, before any work: BenchError otherwise.
+
+    Each of ``OUTPUTS`` already there must be a regular file (or a symlink to one): a FIFO named bench.json would
+    block the end of the run forever. A temp file is made and removed, so a folder we may not write in (/sys, a
+    read-only mount) is refused now rather than after the run.
+    """
+    from ccrop_loaders.core.files import file_kind, make_temp
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise BenchError(f"cannot create --out {out}: {error.strerror or error}") from None
+    for name in OUTPUTS:
+        try:
+            mode = os.stat(out / name).st_mode
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            raise BenchError(f"--out {out}: cannot look up {name}: {error.strerror or error}") from None
+        if not stat.S_ISREG(mode):
+            raise BenchError(f"--out {out}: {name} is {file_kind(mode)}, not a regular file the run can replace")
+    try:
+        fd, probe = make_temp(out, OUTPUTS[0])
+    except OSError as error:
+        raise BenchError(f"cannot write in --out {out}: {error.strerror or error}") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def main(argv: list[str] | None = None) -> int:

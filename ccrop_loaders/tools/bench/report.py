@@ -57,8 +57,14 @@ def _figure(width_in: float, height_in: float, rows: int, cols: int):
 
 
 def _save(plt, fig, path: Path, width_in: float, height_in: float) -> dict:
-    fig.savefig(path, dpi=DPI)  # no bbox_inches="tight": the PNG is exactly the stated size
-    plt.close(fig)
+    """Write ``fig`` to ``path`` atomically (beside it, then renamed over it) and close it."""
+    from ccrop_loaders.core.files import atomic_path
+
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=DPI, format="png")  # no bbox_inches="tight": the PNG is exactly the stated size
+    finally:
+        plt.close(fig)
     return {"path": path.name, "width": round(width_in * DPI), "height": round(height_in * DPI)}
 
 
