@@ -95,3 +95,78 @@ def test_truth_csv_is_replaced_atomically_and_a_fifo_is_refused(tmp_path):
     write_truth(tmp_path / "u.csv", np.array([[0, 0, 1, 1.0]]), np.array([[8, 9]]))
     assert (tmp_path / "u.csv").read_bytes() == (b"index,y0,x0,y1,x1,height,width\r\n"
                                                  b"0,0.000000,0.000000,1.000000,1.000000,8,9\r\n")
+
+
+def _outside(tmp_path):
+    """A file and a folder outside the output folder, which no run may touch."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious.bin").write_bytes(b"precious")
+    return outside
+
+
+@pytest.mark.parametrize("where", ["train/astronaut/00000.jpg", "train/cat", "train", "train_truth.csv",
+                                   "heldout_truth.csv"])
+def test_a_symlink_in_the_output_folder_is_refused_never_written_through(tmp_path, where):
+    """A link inside OUT pointing outside was overwritten with JPEG bytes (or the truth CSV)."""
+    import os
+
+    outside = _outside(tmp_path)
+    out = tmp_path / "out"
+    link = out / where
+    link.parent.mkdir(parents=True, exist_ok=True)
+    target = outside if where in ("train/cat", "train") else outside / "precious.bin"
+    os.symlink(target, link)
+    with pytest.raises(ValueError, match=f"{link} is a symlink: objects_data writes only its own"):
+        make_object_dataset(out, 9, heldout=1, show=False)
+    assert sorted(p.name for p in outside.iterdir()) == ["precious.bin"]
+    assert (outside / "precious.bin").read_bytes() == b"precious"
+    assert [p for p in out.rglob("*") if not p.is_symlink() and p.is_file()] == []  # nothing written
+
+
+def test_a_fifo_in_the_output_folder_is_refused_naming_it(tmp_path, capsys):
+    import os
+
+    from ccrop_loaders.tools.objects_data import main
+
+    fifo = tmp_path / "out" / "train" / "astronaut" / "00000.jpg"
+    fifo.parent.mkdir(parents=True)
+    os.mkfifo(fifo)
+    with pytest.raises(SystemExit) as exit_:
+        main([str(tmp_path / "out"), "--images", "9", "--heldout", "0"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1, err
+    assert f"{fifo} is a FIFO: objects_data writes only its own regular files" in err
+
+
+def test_images_are_written_beside_and_renamed_not_in_place(tmp_path):
+    """A hard link (a regular file) in OUT keeps the outside file's bytes: the run renames a new file over the
+    name, it does not open the old one and write into it."""
+    import os
+
+    outside = _outside(tmp_path)
+    first = make_object_dataset(tmp_path / "out", 9, heldout=0, show=False)
+    image = tmp_path / "out" / "train" / "cat" / "00002.jpg"
+    made = image.read_bytes()
+    image.unlink()
+    os.link(outside / "precious.bin", image)
+    again = make_object_dataset(tmp_path / "out", 9, heldout=0, show=False)
+    assert (outside / "precious.bin").read_bytes() == b"precious"
+    assert image.read_bytes() == made and os.stat(image).st_nlink == 1
+    np.testing.assert_array_equal(first.boxes["train"], again.boxes["train"])
+    assert not [p for p in (tmp_path / "out").rglob("*.tmp")]
+
+
+@pytest.mark.parametrize("argv, message", [(["--seed", "-1"], "--seed must be at least 0, got -1"),
+                                           (["--images", "0"], "--images must be at least 1, got 0"),
+                                           (["--heldout", "-2"], "--heldout must be at least 0, got -2")])
+def test_bad_options_are_one_line_naming_the_option(tmp_path, capsys, argv, message):
+    from ccrop_loaders.tools.objects_data import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main([str(tmp_path / "out"), *argv])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err == f"python -m ccrop_loaders.objects_data: {message}\n", err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ValueError, match="seed must be an integer >= 0, got -1"):
+        make_object_dataset(tmp_path / "out", 9, seed=-1, show=False)

@@ -16,6 +16,9 @@ Needs Pillow and scikit-image (the ``demo`` extra).
 from __future__ import annotations
 
 import csv
+import io
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,8 +164,6 @@ def _compose(rng: np.random.Generator, objects: dict, names: list[str], backgrou
 def write_truth(path: str | Path, boxes: np.ndarray, sizes: np.ndarray | None = None) -> None:
     """CSV ``index,y0,x0,y1,x1[,height,width]``, one row per sample in global-index order (what
     ``ccrop diagnose --truth`` reads)."""
-    import io
-
     from ccrop_loaders.core.files import replace_atomically
 
     f = io.StringIO(newline="")
@@ -173,13 +174,33 @@ def write_truth(path: str | Path, boxes: np.ndarray, sizes: np.ndarray | None = 
     replace_atomically(path, f.getvalue().encode())  # a FIFO or device there is refused, never written into
 
 
+def _lstat_mode(path: Path) -> int | None:
+    """``st_mode`` of ``path`` itself (a symlink is not followed), None if there is nothing there."""
+    try:
+        return os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+
+
+def _refuse_special(path: Path, mode: int) -> None:
+    """Refuse a symlink (never written through: it may lead out of the output folder), a FIFO or a device."""
+    from ccrop_loaders.core.files import file_kind
+
+    if stat.S_ISLNK(mode) or not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise ValueError(f"{path} is {file_kind(mode)}: objects_data writes only its own regular files and folders, "
+                         "never through a link or into a FIFO or device; remove it or choose a new output folder")
+
+
 def _check_split_folder(folder: Path, names: list[str], count: int) -> None:
     """Refuse a split folder that holds anything this run does not write (a file or class folder of another run
     or of the user): the loaders would list it, shifting the indices and labels the truth CSV gives. Rerunning
-    with the same or more images rewrites the same files and is fine. (Image ``n`` is ``names[n % 9]/n.jpg``.)"""
-    if not folder.exists() and not folder.is_symlink():
+    with the same or more images rewrites the same files and is fine. (Image ``n`` is ``names[n % 9]/n.jpg``.)
+    A symlink (the folder itself or inside it), a FIFO or a device is refused, named."""
+    mode = _lstat_mode(folder)
+    if mode is None:
         return
-    if not folder.is_dir():
+    _refuse_special(folder, mode)
+    if not stat.S_ISDIR(mode):
         raise ValueError(f"{folder} exists and is not a folder: choose a new or empty output folder")
 
     def ours(relative: Path, is_dir: bool) -> bool:
@@ -192,9 +213,11 @@ def _check_split_folder(folder: Path, names: list[str], count: int) -> None:
                 and len(stem) >= 5 and f"{int(stem):05d}" == stem and int(stem) < count
                 and names[int(stem) % len(names)] == relative.parts[0])
 
-    for entry in sorted(folder.rglob("*")):
+    for entry in sorted(folder.rglob("*")):  # rglob does not descend into symlinked folders: they are refused
         relative = entry.relative_to(folder)
-        if not ours(relative, entry.is_dir()):
+        mode = entry.lstat().st_mode
+        _refuse_special(entry, mode)
+        if not ours(relative, stat.S_ISDIR(mode)):
             raise ValueError(f"{folder} already holds {relative}, which this run would not write (another run with "
                              "more images, or other data): choose a new or empty output folder")
 
@@ -215,10 +238,12 @@ def make_object_dataset(
 
     Image sides are drawn in ``size`` (inclusive), the object's box area as a fraction of the image in
     ``object_area``; classes take turns, so they are balanced. Deterministic for a seed (the held-out split has
-    its own stream). ``show``: a progress bar.
+    its own stream). ``show``: a progress bar. Every file is written beside its target and renamed over it; a
+    symlink, FIFO or device where a file or folder goes is refused before anything is written.
     """
     from PIL import Image
 
+    from ccrop_loaders.core.files import replace_atomically
     from ccrop_loaders.folder import list_images
 
     if not (0 < object_area[0] <= object_area[1] <= 1):
@@ -227,10 +252,18 @@ def make_object_dataset(
         raise ValueError(f"size must be (lo, hi) pixels with 8 <= lo <= hi, got {size}")
     if num_images < 1 or heldout < 0:
         raise ValueError(f"num_images must be >= 1 and heldout >= 0, got {num_images} and {heldout}")
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     root = Path(root)
     names = sorted(OBJECTS)
-    for split, count in (("train", num_images), ("heldout", heldout)):
+    for split, count in (("train", num_images), ("heldout", heldout)):  # everything checked before anything is written
         _check_split_folder(root / split, names, count)
+        truth = root / f"{split}_truth.csv"
+        mode = _lstat_mode(truth)
+        if mode is not None:
+            _refuse_special(truth, mode)
+            if not stat.S_ISREG(mode):
+                raise ValueError(f"{truth} is a folder: remove it or choose a new output folder")
     objects, backgrounds = _load_sources()
     result = ObjectDataset(root, names, {}, {}, {}, {}, {})
     for split, count, stream in (("train", num_images, 0), ("heldout", heldout, 1)):
@@ -244,7 +277,9 @@ def make_object_dataset(
             image, box = _compose(rng, objects, names, backgrounds, label, size, object_area)
             path = folder / names[label] / f"{n:05d}.jpg"
             path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(image).save(path, quality=quality)
+            encoded = io.BytesIO()
+            Image.fromarray(image).save(encoded, format="JPEG", quality=quality)
+            replace_atomically(path, encoded.getvalue())
             made[path] = (box, image.shape[:2], label)
         listing = list_images(folder)[0]
         order = [made[p] for p, _ in listing]
@@ -267,8 +302,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--heldout", type=int, default=500, help="held-out images (default 500)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     args = parser.parse_args(argv)
-    if args.images < 1 or args.heldout < 0:
-        parser.error("--images must be at least 1 and --heldout at least 0")
+    for name, value, lo in (("--images", args.images, 1), ("--heldout", args.heldout, 0), ("--seed", args.seed, 0)):
+        if value < lo:
+            parser.exit(2, f"{parser.prog}: {name} must be at least {lo}, got {value}\n")
     try:
         data = make_object_dataset(args.out, args.images, heldout=args.heldout, seed=args.seed)
     except (ValueError, OSError) as err:
