@@ -25,8 +25,8 @@ from .files import (forget_owned, lock_as_creator, make_temp, open_regular, regi
 from .sampler import FULL_BOX
 from .table_file import read_table_file, write_table_file
 from .table_layout import (FORMAT_VERSION, HEADER_WORDS, MAGIC, MAX_SAMPLES, W_COUNT, W_CREATOR, W_EPOCH, W_SEED,
-                           W_USE_BOXES, W_VERSION, W_WRITES, check_header, count_write, first_bad_row, load_rows,
-                           pack_boxes, store_rows, unpack_boxes)
+                           W_USE_BOXES, W_VERSION, W_WRITES, check_header, count_write, first_bad_row, load_all_boxes,
+                           load_boxes, load_rows, pack_boxes, store_rows)
 
 
 class TableMapping:
@@ -284,9 +284,12 @@ class BoxTable:
         count_write(mapping.address)
 
     def read(self, indices=None) -> np.ndarray:
-        """Rows ``indices`` (all when None) as float32 (n, 4) ``(y0, x0, y1, x1)``."""
-        idx = np.arange(len(self)) if indices is None else self._check_indices(indices)
-        return unpack_boxes(load_rows(self.mapping().address, idx))
+        """Rows ``indices`` (all when None) as float32 (n, 4) ``(y0, x0, y1, x1)``; nothing but the output is
+        allocated."""
+        mapping = self.mapping()
+        if indices is None:
+            return load_all_boxes(mapping.address, mapping.num_samples)
+        return load_boxes(mapping.address, self._check_indices(indices))
 
     def _snapshot(self) -> np.ndarray:
         """A copy of the words (header, then every row read whole while writers may be writing)."""

@@ -73,7 +73,7 @@ def _read_table_file(path: Path) -> TableSnapshot:
         words = read_table_file(path)  # mapped read-only: no shared table is made
     except (ValueError, OSError) as err:
         raise InspectError(str(err)) from None
-    return TableSnapshot(str(path), "file", unpack_boxes(words[HEADER_WORDS:].astype(np.uint64)),
+    return TableSnapshot(str(path), "file", unpack_boxes(words[HEADER_WORDS:]),
                          *controls_of(words))
 
 
