@@ -170,3 +170,29 @@ def test_bad_options_are_one_line_naming_the_option(tmp_path, capsys, argv, mess
     assert not (tmp_path / "out").exists()
     with pytest.raises(ValueError, match="seed must be an integer >= 0, got -1"):
         make_object_dataset(tmp_path / "out", 9, seed=-1, show=False)
+
+
+def test_sample_data_never_writes_through_a_link_and_names_its_options(tmp_path, capsys):
+    """The demo folder writer had the same faults: a link in OUT written through, ``--seed -1`` numpy's error."""
+    import os
+
+    from ccrop_loaders.tools.sample_data import main, make_image_folder
+
+    outside = _outside(tmp_path)
+    made = make_image_folder(tmp_path / "out", 3, shorter_side=(20, 30))
+    first = made[1][0]
+    kept = first.read_bytes()
+    first.unlink()
+    os.link(outside / "precious.bin", first)  # a regular file sharing the outside file's bytes: renamed over
+    assert make_image_folder(tmp_path / "out", 3, shorter_side=(20, 30)) == made
+    assert first.read_bytes() == kept and (outside / "precious.bin").read_bytes() == b"precious"
+    first.unlink()
+    os.symlink(outside / "precious.bin", first)
+    with pytest.raises(ValueError, match=f"{first} is a symlink: sample_data writes only its own"):
+        make_image_folder(tmp_path / "out", 3, shorter_side=(20, 30))
+    assert (outside / "precious.bin").read_bytes() == b"precious" and first.is_symlink()
+    with pytest.raises(SystemExit) as exit_:
+        main([str(tmp_path / "other"), "--seed", "-1"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err == "python -m ccrop_loaders.sample_data: --seed must be at least 0, got -1\n"
+    assert not (tmp_path / "other").exists()

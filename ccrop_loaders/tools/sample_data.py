@@ -5,6 +5,8 @@ Needs Pillow and scikit-image (the ``demo`` extra).
 """
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -43,10 +45,18 @@ def make_image_folder(
     Each image is a random crop (60-100% of the area), maybe mirrored, of one of
     scikit-image's photos (the class), resized so its shorter side lies in
     ``shorter_side``, saved at ``quality``. Deterministic for a seed; files that
-    already exist with the same name are rewritten.
+    already exist with the same name are replaced (written beside, then renamed
+    over them). A symlink, FIFO or device where a class folder or an image goes is
+    refused (ValueError naming it): nothing is written through a link.
     """
+    import io
+
     from PIL import Image
 
+    from ccrop_loaders.core.files import replace_atomically
+
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     rng = np.random.default_rng(seed)
     photos = _source_photos()
     names = sorted(photos)
@@ -67,10 +77,27 @@ def make_image_folder(
         img = Image.fromarray(np.ascontiguousarray(crop)).resize((max(1, round(cw * s)), max(1, round(ch * s))),
                                                                  Image.BICUBIC)
         path = root / names[label] / f"{n:05d}.jpg"
+        _refuse_link(path.parent, stat.S_ISDIR)
         path.parent.mkdir(parents=True, exist_ok=True)
-        img.save(path, quality=quality)
+        _refuse_link(path, stat.S_ISREG)
+        encoded = io.BytesIO()
+        img.save(encoded, format="JPEG", quality=quality)
+        replace_atomically(path, encoded.getvalue())
         samples.append((path, label))
     return samples
+
+
+def _refuse_link(path: Path, is_kind) -> None:
+    """ValueError unless ``path`` is absent or (not following a symlink) of the kind ``is_kind`` tests for."""
+    from ccrop_loaders.core.files import file_kind
+
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not is_kind(mode):
+        raise ValueError(f"{path} is {file_kind(mode)}: sample_data writes only its own folders and regular files, "
+                         "never through a link or into a FIFO or device")
 
 
 def random_boxes(num_samples: int, seed: int = 0) -> np.ndarray:
@@ -92,8 +119,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     args = parser.parse_args(argv)
     if args.images < 1:
-        parser.error("--images must be at least 1")
-    samples = make_image_folder(args.out, args.images, seed=args.seed)
+        parser.exit(2, f"{parser.prog}: --images must be at least 1, got {args.images}\n")
+    if args.seed < 0:
+        parser.exit(2, f"{parser.prog}: --seed must be at least 0, got {args.seed}\n")
+    try:
+        samples = make_image_folder(args.out, args.images, seed=args.seed)
+    except (ValueError, OSError) as err:
+        parser.exit(2, f"{parser.prog}: {err}\n")
     print(f"wrote {len(samples)} JPEGs in {len({label for _, label in samples})} classes to {args.out}")
 
 
