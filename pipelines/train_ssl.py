@@ -320,7 +320,8 @@ def restore_buffers(module: nn.Module, buffers: dict) -> None:
 def converted_beton(folder: Path, work: Path, args) -> tuple[Path, int]:
     """``work/train.beton`` converted from ``folder`` (keyed to it: other or changed images are converted again) and
     its number of samples (the readable images). One process per node converts, a long job on ImageNet; the
-    others wait for its record, not in a collective that --dist-timeout would end, and fail if it failed."""
+    others wait for its record, not in a collective that --dist-timeout would end, and fail if it failed or showed
+    no sign of life for --dist-timeout."""
     from ccrop_loaders.ffcv.convert import converted_samples, ensure_converted, wait_converted
 
     beton = work / "train.beton"
@@ -328,7 +329,7 @@ def converted_beton(folder: Path, work: Path, args) -> tuple[Path, int]:
     if args.checkpoint is None or int(os.environ.get("LOCAL_RANK", "0")) == 0:  # None: a private work folder
         ensure_converted(folder, beton, **options)
     else:
-        wait_converted(folder, beton, **options)
+        wait_converted(folder, beton, timeout_s=args.dist_timeout, **options)
     return beton, converted_samples(beton)
 
 

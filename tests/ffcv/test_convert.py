@@ -1,3 +1,10 @@
+import errno
+import json
+import os
+import subprocess
+import threading
+import time
+
 import numpy as np
 import pytest
 from ffcv.fields.basics import IntDecoder
@@ -116,7 +123,6 @@ def test_ensure_converted_is_keyed_to_the_source_and_options(tmp_path, capsys):
 
 
 def test_waiters_see_the_conversion_or_its_failure(tmp_path):
-    import threading
 
     from ccrop_loaders.ffcv.convert import converted_samples, ensure_converted, wait_converted
     from ccrop_loaders.tools.sample_data import make_image_folder
@@ -137,3 +143,71 @@ def test_waiters_see_the_conversion_or_its_failure(tmp_path):
         ensure_converted(folder, beton, workers=1, max_resolution=30, strict=True)
     with pytest.raises(RuntimeError, match="failed in another process: ValueError: cannot read"):
         wait_converted(folder, beton, timeout_s=60, poll_s=0.05, workers=1, max_resolution=30)
+
+
+@pytest.fixture
+def full_disk(tmp_path, request):
+    """A folder with room for FFCV's header but not for one of its data pages: a 1 MiB tmpfs (as root), or a disk
+    whose writes fail with ENOSPC in FFCV's worker processes (forked: they inherit the patch)."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    if request.param == "tmpfs":
+        if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)],
+                                               capture_output=True).returncode != 0:
+            pytest.skip("mounting a tmpfs needs root")
+        request.addfinalizer(lambda: subprocess.run(["umount", "-l", str(folder)], check=False))
+    else:
+        import ffcv.writer
+
+        def no_room(*args, **kwargs):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        patch = pytest.MonkeyPatch()
+        patch.setattr(ffcv.writer, "handle_sample", no_room)
+        request.addfinalizer(patch.undo)
+    return folder
+
+
+@pytest.mark.parametrize("full_disk", ["tmpfs", "failing-writes"], indirect=True)
+def test_a_full_disk_ends_the_conversion_on_every_rank_and_leaves_nothing(tmp_path, full_disk):
+    from ccrop_loaders.ffcv.convert import ensure_converted, wait_converted
+    from ccrop_loaders.tools.sample_data import make_image_folder
+
+    folder = tmp_path / "images"
+    make_image_folder(folder, 24, shorter_side=(40, 60), seed=2)
+    beton = full_disk / "train.beton"
+    shm_before = set(os.listdir("/dev/shm"))
+    waiter_error = []
+
+    def wait():
+        try:
+            wait_converted(folder, beton, timeout_s=60, poll_s=0.05, workers=2)
+        except Exception as error:
+            waiter_error.append(error)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    started = time.monotonic()
+    with pytest.raises(OSError) as raised:  # FFCV 1.0.2 waited forever for the dead workers
+        ensure_converted(folder, beton, workers=2)
+    waiter.join(30)
+    assert time.monotonic() - started < 60
+    assert raised.value.errno == errno.ENOSPC and str(beton) in str(raised.value) and "free" in str(raised.value)
+    assert len(waiter_error) == 1 and "failed in another process" in str(waiter_error[0])  # the other rank ends too
+    assert sorted(p.name for p in full_disk.iterdir()) == ["train.beton.source.json"]  # the failure, no temp file
+    assert set(os.listdir("/dev/shm")) <= shm_before  # FFCV's metadata segment unlinked
+
+
+def test_a_waiter_gives_up_on_a_conversion_without_signs_of_life(tmp_path):
+    from ccrop_loaders.ffcv.convert import HEARTBEAT_S, _key_for, source_record, wait_converted
+    from ccrop_loaders.tools.sample_data import make_image_folder
+
+    folder = tmp_path / "images"
+    make_image_folder(folder, 4, shorter_side=(40, 60), seed=3)
+    beton = tmp_path / "train.beton"
+    # a converter that wrote its record once, then died (SIGKILL, another node lost)
+    source_record(beton).write_text(json.dumps({**_key_for(folder, {}), "converting": "elsewhere:1", "alive_at": 1.0}))
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="no sign of life"):
+        wait_converted(folder, beton, timeout_s=1, poll_s=0.05)
+    assert 3 * HEARTBEAT_S <= time.monotonic() - started < 3 * HEARTBEAT_S + 10
