@@ -239,8 +239,13 @@ def setup_distributed(timeout_s: float) -> torch.device:
     peers fail on their next collective or at the timeout, and torchrun ends the job.
     """
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo",
-                                timeout=datetime.timedelta(seconds=timeout_s))
+        timeout = datetime.timedelta(seconds=timeout_s)
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        store, _, _ = next(dist.rendezvous("env://", rank, world, timeout=timeout))
+        # keys of its own per torchrun restart: a restarted group must not read the addresses of the one that died
+        store = dist.PrefixStore(f"ccrop/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/", store)
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", store=store, rank=rank,
+                                world_size=world, timeout=timeout)
     if torch.cuda.is_available():
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)

@@ -66,3 +66,25 @@ def test_a_resumed_run_is_the_run_never_stopped(tmp_path, backend, method, ranks
     b = torch.load(resumed_ckpt, map_location="cpu", weights_only=True)
     assert a["epoch"] == 3 and len(a["ranks"]) == ranks and a["localized_at"] == [1]
     assert_same(a, b)
+
+
+def test_one_command_line_survives_an_elastic_restart(tmp_path):
+    """torchrun --max-restarts 1, rank 1 SIGKILLed after epoch 0 was saved: the restarted group resumes there
+    (--resume auto) and ends the run; the checkpoint only ever moves forward."""
+    pytest.importorskip("ffcv")
+    from ccrop_loaders.tools.sample_data import make_image_folder
+
+    make_image_folder(tmp_path / "images", 48, shorter_side=(80, 120))
+    ckpt = tmp_path / "run" / "ckpt.pt"
+    command = [str(TORCHRUN), "--standalone", "--nproc_per_node=2", "--max-restarts=1",
+               str(Path(__file__).with_name("run_hooked.py")), "--backend", "ffcv", "--tiny", "--epochs", "3",
+               "--data", str(tmp_path / "images"), "--checkpoint", str(ckpt), "--resume", "auto",
+               "--dist-timeout", "60"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "HOOK_KILL_AT": "1"})
+    out = (done.stdout + done.stderr).replace("\r", "\n")
+    assert done.returncode == 0, out[-5000:]
+    assert re.search(r"failed \(exitcode: -9\) local_rank: 1", out)  # the first launch did lose rank 1 (SIGKILL)
+    assert "resumed at epoch 1 of 3" in out and "epoch 0: loss" in out.split("resumed at epoch")[0]
+    assert "epoch 0: loss" not in out.split("resumed at epoch")[1]  # not begun again from scratch
+    assert torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"] == 3
