@@ -26,7 +26,7 @@ from .sampler import check_count, check_range, check_size
 # sizes): a view of at most MAX_VIEW_PIXELS pixels (8192 x 8192), at most MAX_VIEWS views per sample, and at most
 # MAX_SAMPLE_BYTES bytes (uint8 RGB) of views per sample.
 MAX_VIEW_PIXELS = 1 << 26
-MAX_VIEWS = 256
+MAX_VIEWS = 1024
 MAX_SAMPLE_BYTES = 1 << 30
 
 

@@ -11,12 +11,11 @@ from nvidia.dali.backend import TensorListGPU
 from nvidia.dali.pipeline import Pipeline
 
 from ..core.encoded import REASONS, describe_status, encoded_image_status
+from .gates import GATE_IMAGE, GATE_INDEX, GATE_VIEWS, VIEW_REASONS, gate_failure
+from .graph import description_of, worker_processes
 from .readers import READER_NAME
 
 _FAILED_SAMPLE = re.compile(r"Failed to decode sample #(\d+) : (\S*)|File mapping failed: (\S+)")
-_OUTSIDE_TABLE = re.compile(r"sample index outside box table\?.*input_shape=\{(\d+) x 0\}, slice_anchor=\{(-?\d+) x 0\}",
-                            re.S)
-_DAMAGED = re.compile(r"damaged image file\?.*?slice_anchor=\{(-?\d+) x (\d+) x 0\}", re.S)
 _SKIP_ADVICE = "leave unreadable files out with FolderFiles.from_folder(root, check_images=True), or remove the file"
 
 
@@ -39,18 +38,19 @@ class ContrastiveCropIterator:
 
     def __init__(self, pipelines: Pipeline | Sequence[Pipeline], *, auto_reset: bool = True):
         self.pipelines = [pipelines] if isinstance(pipelines, Pipeline) else list(pipelines)
-        if not self.pipelines or not all(hasattr(p, "_ccrop_output_names") for p in self.pipelines):
+        descriptions = [description_of(p) for p in self.pipelines]
+        if not self.pipelines or any(d is None or not d.output_names for d in descriptions):
             raise TypeError("pass pipelines made by file_reader_pipeline, external_source_pipeline or "
                             "full_image_pipeline")
-        self._names = self.pipelines[0]._ccrop_output_names
+        self._description = descriptions[0]
+        self._names = self._description.output_names
         self.num_views = sum(name.startswith("view") for name in self._names)
         self.auto_reset = bool(auto_reset)
-        if getattr(self.pipelines[0], "_ccrop_files", None) is not None:
-            last_batch = getattr(self.pipelines[0], "_ccrop_last_batch", "drop")
-            self._runs, self._batches, self._last_size = _reader_epoch(self.pipelines, last_batch)
+        if self._description.files is not None:
+            self._runs, self._batches, self._last_size = _reader_epoch(self.pipelines, self._description.last_batch)
         else:  # an external source ends its epochs itself (StopIteration), whole batches only
             self._runs = None
-            self._batches = self.pipelines[0]._ccrop_reader.batches_per_epoch
+            self._batches = self._description.reader.batches_per_epoch
             self._last_size = None
         self._epoch, self._batch = 0, 0  # where the external source is: its failing sample's global index
         self._state = "new"  # new | running | ended
@@ -156,7 +156,7 @@ class ContrastiveCropIterator:
     def _raise_if_workers_died(self, err: RuntimeError | None) -> None:
         """Raise naming the external-source worker processes that exited (DALI says only "receiving interrupted")."""
         dead = [f"pid {proc.pid} ({_exit_reason(proc.exitcode)})" for pipe in self.pipelines
-                for proc in getattr(getattr(getattr(pipe, "_py_pool", None), "pool", None), "_processes", ())
+                for proc in worker_processes(pipe)
                 if proc.exitcode is not None]
         if dead:
             raise RuntimeError(f"DALI external-source worker process {', '.join(dead)} died; the pipeline cannot go "
@@ -164,16 +164,16 @@ class ContrastiveCropIterator:
                                "a smaller prefetch_queue_depth)") from err
 
     def _explain(self, err: RuntimeError) -> Exception:
-        outside = _OUTSIDE_TABLE.search(str(err))
-        if outside is not None:
-            size, index = outside.groups()
-            return IndexError(f"sample index {index} is outside the box table ({size} rows): the indices fed to the "
-                              f"ContrastiveCrop op must be global indices in [0, {size})")
-        files = getattr(self.pipelines[0], "_ccrop_files", None)
-        reader = getattr(self.pipelines[0], "_ccrop_reader", None)
-        damaged = _DAMAGED.search(str(err))
-        if damaged is not None:
-            index, reason = int(damaged.group(1)), int(damaged.group(2))
+        gate, payload, reason = gate_failure(str(err)) or (0, 0, 0)
+        if gate == GATE_INDEX:
+            size = self._description.table_size
+            return IndexError(f"sample index {payload} is outside the box table ({size} rows): the indices fed to "
+                              f"the ContrastiveCrop op must be global indices in [0, {size})")
+        if gate == GATE_VIEWS:
+            return ValueError(f"a view's window cannot be cut (view {payload}): {VIEW_REASONS.get(reason, reason)}")
+        files, reader = self._description.files, self._description.reader
+        if gate == GATE_IMAGE:
+            index = payload
             why = REASONS.get(reason, f"reason {reason}")
             if files is not None:
                 path = _path_of(files, index)

@@ -5,7 +5,6 @@ the global sample index the box table is keyed by).
 """
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable, Sequence
 from io import BytesIO
@@ -17,18 +16,20 @@ from nvidia.dali.data_node import DataNode
 from nvidia.dali.pipeline import Pipeline
 from nvidia.dali.plugin.numba.fn.experimental import numba_function
 
-from ..core import BoxTable, beta_quantiles
-from ..core.sampler import check_alpha, check_count, check_range
+from ..core import BoxTable
+from ..core.encoded import IMAGE_CORRUPT, IMAGE_OK, IMAGE_TRUNCATED, MAX_IMAGE_PIXELS, describe_status, encoded_image_status
+from ..core.windows import view_params
+from ..core.sampler import check_count
 from ..core.table_layout import words_at
 from ..folder import FolderFiles
-from .ops import (check_device, checked_images, contrastive_crop_views, crop_resize_views, keep_alive, resolve_table,
-                  view_windows)
+from .gates import checked_images
+from .graph import check_device, describe, keep_alive, resolve_table
+from .views import contrastive_crop_views, crop_resize_views
+from .windows import one_group, views_windows
 
 LAST_BATCH = ("drop", "fill", "partial")
 ViewAugment = Callable[[DataNode], DataNode]
 READER_NAME = "Reader"
-DALI_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP", "JPEG2000", "PPM")
-MAX_PIXELS_PER_BYTE = 2048  # a Huffman JPEG holds >= 1 bit per 8x8 block, a PNG >= 1 byte per 1032 pixels
 
 
 def check_sharding(num_samples: int, shard_id: int, num_shards: int, last_batch: str) -> None:
@@ -112,9 +113,8 @@ def file_reader_pipeline(dataset: FolderFiles | str | Path, table: BoxTable | st
 
     pipe = pipeline()
     pipe.build()
-    pipe._ccrop_output_names = [*(f"view{v}" for v in range(num_views)), "label", "index"]
-    pipe._ccrop_files = dataset
-    pipe._ccrop_last_batch = last_batch
+    describe(pipe, output_names=[*(f"view{v}" for v in range(num_views)), "label", "index"], files=dataset,
+             last_batch=last_batch)
     return pipe
 
 
@@ -152,9 +152,7 @@ def full_image_pipeline(dataset: FolderFiles | str | Path, *, batch_size: int, n
 
     pipe = pipeline()
     pipe.build()
-    pipe._ccrop_output_names = ["image", "index"]
-    pipe._ccrop_files = dataset
-    pipe._ccrop_last_batch = "partial"
+    describe(pipe, output_names=["image", "index"], files=dataset, last_batch="partial")
     return pipe
 
 
@@ -191,11 +189,7 @@ class ExternalSourceReader:
         self.load, self.num_samples, self.table_name = load, int(num_samples), table.name
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
         self.batch_size, self.num_views = check_count("batch_size", batch_size), check_count("num_views", num_views)
-        self.flip = bool(flip)
-        self.scale = check_range("scale", scale)
-        ratio_lo, ratio_hi = check_range("ratio", ratio)
-        self.log_ratio = (math.log(ratio_lo), math.log(ratio_hi))
-        self.alpha = check_alpha(alpha)
+        self.block = view_params([one_group(num_views, scale, ratio)], alpha, flip)
         self.shuffle, self.seed = bool(shuffle), int(seed)
         self.shard_start = num_samples * shard_id // num_shards
         shard_size = num_samples * (shard_id + 1) // num_shards - self.shard_start
@@ -230,25 +224,35 @@ class ExternalSourceReader:
         if encoded.dtype != np.uint8 or encoded.ndim != 1:
             raise TypeError(f"load({index}) must return encoded bytes (or uint8 1-D), got {encoded.dtype} "
                             f"{encoded.shape}")
-        from PIL import Image
-
-        try:
-            with Image.open(BytesIO(encoded.tobytes())) as img:
-                (width, height), kind = img.size, img.format
-        except Exception as err:
-            raise ValueError(f"sample {index}: cannot read the image header ({err})") from None
-        if kind not in DALI_FORMATS:
-            raise ValueError(f"sample {index}: DALI cannot decode {kind} images (it decodes {', '.join(DALI_FORMATS)})")
-        if width * height > MAX_PIXELS_PER_BYTE * encoded.size:
-            raise ValueError(f"sample {index}: its header claims {width}x{height} pixels but the data holds only "
-                             f"{encoded.size} bytes (damaged or forged header)")
+        height, width = _declared_size(encoded, index)
         windows = np.empty((self.num_views, 4), dtype=np.int32)
         rois = np.empty((self.num_views, 4), dtype=np.float32)
-        view_windows(self._table.address, self.num_samples, np.int64(index), np.int64(height), np.int64(width),
-                     self.scale[0], self.scale[1], self.log_ratio[0], self.log_ratio[1], beta_quantiles(self.alpha),
-                     self.flip, windows, rois)
+        views_windows(self._table.address, self.num_samples, np.int64(index), np.int64(height), np.int64(width),
+                      self.block, windows, rois)
         label = -1 if self.labels is None else int(self.labels[index])
         return (encoded, np.array([index], dtype=np.int64), np.array([label], dtype=np.int64), windows, rois)
+
+
+def _declared_size(encoded: np.ndarray, index: int) -> tuple[int, int]:
+    """``(height, width)`` an encoded image declares, checked by ``core.encoded`` (which reads JPEG, PNG and BMP
+    sizes); Pillow reads the header of the other formats DALI decodes."""
+    status, height, width = encoded_image_status(encoded)
+    if status not in (IMAGE_OK, IMAGE_CORRUPT, IMAGE_TRUNCATED):  # no header to trust; damaged data: the graph's gate
+        raise ValueError(f"sample {index}: load({index}) returned a damaged image: "
+                         f"{describe_status(status, height, width)}")
+    if height and width:
+        return height, width
+    from PIL import Image
+
+    try:
+        with Image.open(BytesIO(encoded.tobytes())) as img:
+            width, height = img.size
+    except Exception as err:
+        raise ValueError(f"sample {index}: cannot read the image header ({err})") from None
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ValueError(f"sample {index}: its header declares {width}x{height} pixels, more than MAX_IMAGE_PIXELS "
+                         f"({MAX_IMAGE_PIXELS})")
+    return height, width
 
 
 def external_source_pipeline(reader: ExternalSourceReader, *, num_threads: int = 4, py_num_workers: int = 2,
@@ -275,6 +279,5 @@ def external_source_pipeline(reader: ExternalSourceReader, *, num_threads: int =
     with warnings.catch_warnings():  # decode="once" reads the ROIs, not the windows: DALI warns about those
         warnings.filterwarnings("ignore", message="The external source node", category=Warning)
         pipe.build()
-    pipe._ccrop_output_names = [*(f"view{v}" for v in range(reader.num_views)), "label", "index"]
-    pipe._ccrop_reader = reader
+    describe(pipe, output_names=[*(f"view{v}" for v in range(reader.num_views)), "label", "index"], reader=reader)
     return pipe

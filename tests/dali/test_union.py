@@ -5,7 +5,8 @@ import pytest
 from nvidia.dali import fn, pipeline_def, types
 
 from ccrop_loaders.dali import AUTO_DECODE, contrastive_crop_views
-from ccrop_loaders.dali.ops import _union_and_local_rois, contrastive_crop_windows, resolve_decode
+from ccrop_loaders.dali.views import resolve_decode
+from ccrop_loaders.dali.windows import contrastive_crop_windows, union_and_local_rois
 
 from .conftest import has_gpu
 
@@ -73,7 +74,7 @@ def test_union_region_holds_every_window(folder, table, resize):
         shapes = fn.peek_image_shape(jpegs)
         windows = contrastive_crop_windows(shapes, index, table, num_views=3, scale=(0.1, 0.9))
         rois = fn.cast(windows, dtype=types.FLOAT)  # (top, left, h, w) as a stand-in ROI: only shifted
-        region, local = _union_and_local_rois(windows, rois, shapes, [size] * 3, resize)
+        region, local = union_and_local_rois(windows, rois, shapes, [size] * 3, resize == "dali")
         return windows, region, local, shapes
 
     p = pipe()
