@@ -254,3 +254,19 @@ def test_no_ffcv_or_dali_import():
             "bad = [m for m in sys.modules if m.split('.')[0] in ('ffcv', 'nvidia', 'torch', 'matplotlib')]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_checkpoints_are_checked_as_load_state_dict_checks_them(tmp_path):
+    """One check of a table state (core.table.check_state) for ccrop table and BoxTable.load_state_dict."""
+    with BoxTable.create(4) as table:
+        state = table_state(table)
+    bad_row = {**state, "rows": state["rows"].clone()}
+    bad_row["rows"][2] = (1 << 32) - 0 + 5  # y0 = 5/65535 > y1 = 1/65535
+    for name, broken, match in (("version", {**state, "version": 2}, "format version 2"),
+                                ("row", bad_row, "row 2 has y0 > y1"),
+                                ("count", {**state, "num_samples": 5}, "declares 5 samples but holds 4")):
+        torch.save({"boxes": broken}, tmp_path / f"{name}.pt")
+        with pytest.raises(InspectError, match=match):
+            read_table(tmp_path / f"{name}.pt")
+        with BoxTable.create(4) as other, pytest.raises(ValueError, match=match):
+            other.load_state_dict({**broken, "rows": broken["rows"].numpy()})

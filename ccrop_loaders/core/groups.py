@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .sampler import check_count, check_range, check_size
+from .checks import check_count, check_range, check_size
 
 # Caps checked before anything is built or allocated (ViewGroup, check_groups and every decoder and op that takes
 # sizes): a view of at most MAX_VIEW_PIXELS pixels (8192 x 8192), at most MAX_VIEWS views per sample, and at most

@@ -60,6 +60,33 @@ def _release(path: str, creator_pid: int, lock_fd: int, inode: int) -> None:
         pass
 
 
+def check_state(state: dict) -> tuple[np.ndarray, int, int, bool]:
+    """``(rows uint64 (n,), epoch, seed, use_boxes)`` of a ``BoxTable.state_dict()`` (rows: int64/uint64 array or a
+    tensor's numpy view), every field checked: keys, version, declared size, each row's box, the controls' types.
+    A bad state raises naming the field."""
+    missing = {"version", "num_samples", "epoch", "seed", "use_boxes", "rows"} - set(state)
+    if missing:
+        raise KeyError(f"box table state lacks {sorted(missing)}")
+    version = state["version"]
+    if isinstance(version, (bool, np.bool_)) or not isinstance(version, (int, np.integer)) \
+            or version != FORMAT_VERSION:
+        raise ValueError(f"box table state has format version {version!r} ({type(version).__name__}); "
+                         f"this ccrop_loaders reads version {FORMAT_VERSION} (int)")
+    rows = np.asarray(state["rows"])
+    if rows.dtype not in (np.int64, np.uint64) or rows.ndim != 1:
+        raise ValueError(f"box table state rows must be int64 (n,), got {rows.dtype} {rows.shape}")
+    declared = check_control("num_samples", state["num_samples"], 2**63 - 1)
+    if declared != rows.shape[0]:
+        raise ValueError(f"box table state is corrupt: it declares {declared} samples but holds "
+                         f"{rows.shape[0]} rows")
+    rows = np.ascontiguousarray(rows).view(np.uint64)
+    bad = first_bad_row(rows)
+    if bad >= 0:
+        raise ValueError(f"box table state is corrupt, rows: row {bad} has y0 > y1 or x0 > x1")
+    return (rows, check_control("epoch", state["epoch"], 2**63 - 1), check_control("seed", state["seed"], 2**64 - 1),
+            check_flag("use_boxes", state["use_boxes"]))
+
+
 class BoxTable:
     """Shared-memory table of one box per sample, indexed by global sample index.
 
@@ -314,32 +341,11 @@ class BoxTable:
         Everything is checked first (keys, version, the table's size, every row's
         box, the controls' types): a bad state changes nothing.
         """
-        missing = {"version", "num_samples", "epoch", "seed", "use_boxes", "rows"} - set(state)
-        if missing:
-            raise KeyError(f"box table state lacks {sorted(missing)}")
-        version = state["version"]
-        if isinstance(version, (bool, np.bool_)) or not isinstance(version, (int, np.integer)) \
-                or version != FORMAT_VERSION:
-            raise ValueError(f"box table state has format version {version!r} ({type(version).__name__}); "
-                             f"this ccrop_loaders reads version {FORMAT_VERSION} (int)")
-        rows = np.asarray(state["rows"])
-        if rows.dtype not in (np.int64, np.uint64) or rows.ndim != 1:
-            raise ValueError(f"box table state rows must be int64 (n,), got {rows.dtype} {rows.shape}")
+        rows, epoch, seed, use_boxes = check_state(state)
         n = len(self)
-        declared = check_control("num_samples", state["num_samples"], 2**63 - 1)
-        if declared != rows.shape[0]:
-            raise ValueError(f"box table state is corrupt: it declares {declared} samples but holds "
-                             f"{rows.shape[0]} rows")
-        if declared != n:
-            raise ValueError(f"the checkpoint's box table has {declared} rows but this table has {n}: "
+        if rows.shape[0] != n:
+            raise ValueError(f"the checkpoint's box table has {rows.shape[0]} rows but this table has {n}: "
                              "it belongs to a different dataset")
-        rows = rows.view(np.uint64)
-        bad = first_bad_row(rows)
-        if bad >= 0:
-            raise ValueError(f"box table state is corrupt, rows: row {bad} has y0 > y1 or x0 > x1")
-        epoch = check_control("epoch", state["epoch"], 2**63 - 1)
-        seed = check_control("seed", state["seed"], 2**64 - 1)
-        use_boxes = check_flag("use_boxes", state["use_boxes"])
         words = self.words
         store_rows(self.address, np.arange(n, dtype=np.int64), rows)
         words[W_EPOCH], words[W_SEED], words[W_USE_BOXES] = epoch, seed, int(use_boxes)

@@ -29,7 +29,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from .sampler import check_boxes
+from .checks import check_boxes
 
 MAGIC = b"CCROPTBL"
 FILE_MAGIC = b"CCROPBOX"

@@ -19,7 +19,7 @@ from nvidia.dali.plugin.numba.fn.experimental import numba_function
 from ..core import BoxTable
 from ..core.encoded import IMAGE_CORRUPT, IMAGE_OK, IMAGE_TRUNCATED, MAX_IMAGE_PIXELS, describe_status, encoded_image_status
 from ..core.windows import view_params
-from ..core.sampler import check_count
+from ..core.checks import check_count
 from ..core.table_layout import words_at
 from ..folder import FolderFiles
 from .gates import checked_images

@@ -22,7 +22,7 @@ from nvidia.dali.data_node import DataNode
 
 from ..core import BoxTable, ViewGroup, first_views
 from ..core.groups import check_groups, check_view_size
-from ..core.sampler import check_count
+from ..core.checks import check_count
 from ..core.windows import view_params
 from .gates import checked_images
 from .graph import check_pipeline_device

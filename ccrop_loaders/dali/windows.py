@@ -20,7 +20,7 @@ from nvidia.dali.plugin.numba.fn.experimental import numba_function
 
 from ..core import BoxTable, ViewGroup
 from ..core.groups import check_view_size
-from ..core.sampler import check_count, check_range
+from ..core.checks import check_count, check_range
 from ..core.windows import ROW_LENGTH, ROWS_AT, block_window, view_params
 from .gates import checked_indices
 from .graph import keep_alive, resolve_table

@@ -114,7 +114,7 @@ def _diagnose(args: argparse.Namespace) -> int:
     from .diagnostics import TruthError, box_diagnostics, read_truth
     from .inspection import InspectError, read_table
 
-    from ccrop_loaders.core.sampler import check_alpha
+    from ccrop_loaders.core.checks import check_alpha
 
     try:
         if args.epochs < 1 or args.epochs > 1000:

@@ -35,7 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from ccrop_loaders.core.files import open_regular
-from ccrop_loaders.core.sampler import FULL_BOX, check_alpha, check_boxes, sample_crops
+from ccrop_loaders.core.checks import check_alpha, check_boxes
+from ccrop_loaders.core.sampler import FULL_BOX, sample_crops
 
 FIELDS = ("index", "y0", "x0", "y1", "x1")
 SIZE_FIELDS = ("height", "width")

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ccrop_loaders.core.sampler import FULL_BOX, check_alpha, sample_crop, sample_flip
-from ccrop_loaders.core.table import BoxTable
+from ccrop_loaders.core.checks import check_alpha
+from ccrop_loaders.core.sampler import FULL_BOX, sample_crop, sample_flip
+from ccrop_loaders.core.table import BoxTable, check_state
 from ccrop_loaders.core.table_file import read_table_file
 from ccrop_loaders.core.table_layout import FILE_MAGIC, HEADER_WORDS, controls_of, unpack_boxes
 
@@ -92,24 +93,15 @@ def _read_checkpoint(path: Path) -> TableSnapshot:
     if not isinstance(state, dict) or "rows" not in state:
         raise InspectError(f"checkpoint {path} has no box table: expected a 'boxes' entry holding "
                            "table_state(table) (rows, epoch, seed, use_boxes)")
-    missing = {"rows", "epoch", "seed", "use_boxes"} - set(state)
-    if missing:
-        raise InspectError(f"checkpoint {path}: its box table state lacks {sorted(missing)}")
     rows = state["rows"]
-    rows = rows.cpu().numpy() if isinstance(rows, torch.Tensor) else np.asarray(rows)
-    if rows.ndim != 1 or rows.dtype not in (np.int64, np.uint64) or rows.size == 0:
-        raise InspectError(f"checkpoint {path}: box table rows must be a non-empty int64 (n,) tensor, "
-                           f"got {rows.dtype} {rows.shape}")
-    declared = state.get("num_samples", rows.shape[0])
-    if declared != rows.shape[0]:
-        raise InspectError(f"checkpoint {path}: its box table declares {declared} samples but holds "
-                           f"{rows.shape[0]} rows")
-    boxes = unpack_boxes(np.ascontiguousarray(rows).view(np.uint64))
-    bad = np.flatnonzero((boxes[:, 0] > boxes[:, 2]) | (boxes[:, 1] > boxes[:, 3]))
-    if bad.size:
-        raise InspectError(f"checkpoint {path}: box table row {bad[0]} has y0 > y1 or x0 > x1 (corrupt)")
-    return TableSnapshot(str(path), "checkpoint", boxes, int(state["epoch"]), int(state["seed"]),
-                         bool(state["use_boxes"]))
+    state = {**state, "rows": rows.cpu().numpy() if isinstance(rows, torch.Tensor) else rows}
+    try:
+        rows, epoch, seed, use_boxes = check_state(state)
+    except (KeyError, TypeError, ValueError) as err:
+        raise InspectError(f"checkpoint {path}: {err.args[0] if err.args else err}") from None
+    if rows.size == 0:
+        raise InspectError(f"checkpoint {path}: its box table has no rows")
+    return TableSnapshot(str(path), "checkpoint", unpack_boxes(rows), epoch, seed, use_boxes)
 
 
 def _read_live(name: str) -> TableSnapshot:

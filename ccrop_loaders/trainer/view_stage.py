@@ -30,7 +30,7 @@ import torch
 from ..core.groups import ViewGroup, check_groups
 from ..core.region_rows import (FIXED_BYTES, MAGIC, ROW_BAD_FLIP, ROW_BAD_FORMAT, ROW_BAD_MAGIC, ROW_BAD_REGION,
                                 ROW_BAD_WINDOW, ROW_OK, VERSION, WINDOW_BYTES, RowFormat, row_problem)
-from ..core.sampler import check_size
+from ..core.checks import check_size
 from .augment import IMAGENET_MEAN, IMAGENET_STD
 
 OUTPUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from ccrop_loaders.core import ViewGroup, beta_quantiles, sample_crop, sample_crops
 from ccrop_loaders.core.groups import MAX_VIEW_PIXELS, MAX_VIEWS, check_groups
-from ccrop_loaders.core.sampler import ALPHA_RANGE, QUANTILE_KNOTS, check_alpha
+from ccrop_loaders.core.checks import ALPHA_RANGE, check_alpha
+from ccrop_loaders.core.sampler import QUANTILE_KNOTS
 
 
 
