@@ -32,7 +32,7 @@ from ..core import BoxTable, ViewGroup, first_views
 from ..core.checks import check_flag
 from ..core.groups import MAX_SAMPLE_BYTES, check_groups, check_view_size, sample_bytes
 from ..core.resample import resize_crop, scratch_bytes_c
-from ..core.sampler import check_alpha, check_count, check_range
+from ..core.checks import check_alpha, check_count, check_range
 from ..core.table_layout import words_at
 from ..core.windows import ROW_LENGTH, ROWS_AT, block_window, write_view_params
 from .jpeg import REGION_BAD_SIZE, REGION_MAX_PIXELS, REGION_NO_MEMORY, REGION_OK, decode_region
@@ -67,7 +67,8 @@ def _fixed(name: str, stored: str) -> property:
 
 
 class RegionViewsDecoder(SimpleRGBImageDecoder):
-    """Decode each image once (raw, or only the JPEG region its windows cover), then crop-resize every view.
+    """Decode each image once (raw, or only the JPEG region its windows cover), then hand it to the plan's finish
+    step: crop-resize every view (here), or write a region row (``ContrastiveCropRegionDecoder``).
 
     A JPEG is decoded only over the union of the windows (``decode_region``:
     rows above skipped, rows below never read, iMCU columns outside untouched).
@@ -79,7 +80,8 @@ class RegionViewsDecoder(SimpleRGBImageDecoder):
 
     The plan a subclass gives: ``view_groups()``, the groups of its views as
     they are now (their count and order fixed when built), and
-    ``_output_shape()``. Views of one size (``one_size``) are laid out from the
+    ``_output_shape()``; a plan that makes something else than views also
+    gives ``_sample_steps()``. Views of one size (``one_size``) are laid out from the
     output buffer's shape, so a new size needs no recompiling; otherwise the
     groups' layout is fixed. With a ``table``, view ``v`` is the sampler's view
     ``first_view + v``, keyed and boxed by the live table; without one, every
@@ -178,29 +180,50 @@ class RegionViewsDecoder(SimpleRGBImageDecoder):
             at += group.num_views * rows * cols * 3
         return np.array(layout, dtype=np.int64)
 
+    def _sample_steps(self) -> tuple[Callable, Callable, Callable, int]:
+        """The plan's compiled steps around the one decode: ``layout(destination)`` int64 (V, 3), each view's
+        (rows, columns, byte offset in a sample), whose rows and columns also set the DCT scale;
+        ``into(sample, buffer)``, the uint8 buffer to decode a JPEG into (``sample``: the sample's output bytes,
+        ``buffer``: the thread's buffer); ``finish(image, is_jpeg, windows, eighths, placed, layout, sample, buffer,
+        scratch)``, what is made of the decoded ``image``; and the thread buffer's bytes.
+
+        Here: decode into the thread's buffer, resize every view into the sample's bytes."""
+        views, max_h, max_w = self.num_views, *self.max_size
+        if self._one_size:
+            @numba.njit(inline="always")
+            def layout(destination):
+                return view_layout(destination, views)
+        else:
+            fixed_layout = self._fixed_layout()
+
+            @numba.njit(inline="always")
+            def layout(destination):
+                return fixed_layout
+
+        return layout, thread_buffer, resize_views_step, max_h * max_w * 3
+
     def generate_code(self) -> Callable:
         mem_read = self.memory_read
         my_range = Compiler.get_iterator()
         window = self._window_function()
-        views, dct_scaling, one_size = self.num_views, self.dct_scaling, self._one_size
-        fixed_layout = self._fixed_layout()
+        views, dct_scaling = self.num_views, self.dct_scaling
+        layout_of, into, finish, buffer_length = self._sample_steps()
         max_h, max_w = self.max_size
-        decoded_length = max_h * max_w * 3
 
         def decode(batch_indices, my_storage, metadata, storage_state):
             destination = my_storage
             count = len(batch_indices)
-            # one size: read off the buffer FFCV allocated for this epoch, planned at its iter(loader)
-            layout = view_layout(destination, views) if one_size else fixed_layout
+            # read at run time (the buffer FFCV allocated for this epoch, or the plan's memory): no recompiling
+            layout = layout_of(destination)
             scratch_bytes = 0
             for v in range(views):
                 scratch_bytes = max(scratch_bytes, scratch_bytes_c(max_h, max_w, layout[v, 0], layout[v, 1]))
             status = np.zeros(count, dtype=np.int32)
             # per sample: (row0, col0, rows, cols) of the decoded part, the JPEG's declared (height, width)
             placed = np.zeros((count, 6), dtype=np.int64)
-            # decoded pixels and resampling scratch per thread, not per sample: they stay in cache
+            # buffers and resampling scratch per thread, not per sample: they stay in cache
             threads = numba.get_num_threads()
-            decoded = np.empty((threads, decoded_length), dtype=np.uint8)
+            buffers = np.empty((threads, buffer_length), dtype=np.uint8)
             scratch = np.empty((threads, (scratch_bytes + 7) // 8), dtype=np.int64)
             for i in my_range(count):
                 index = batch_indices[i]
@@ -211,14 +234,15 @@ class RegionViewsDecoder(SimpleRGBImageDecoder):
                     windows[v, 0], windows[v, 1], windows[v, 2], windows[v, 3], windows[v, 4] = window(
                         index, v, height, width)
                 data = mem_read(field["data_ptr"], storage_state)
-                eighths = dct_eighths(windows, layout) if dct_scaling and field["mode"] == _JPG else 8
-                buffer = decoded[numba.get_thread_id()]
-                status[i] = decode_sample(data, field["mode"] == _JPG, height, width, windows, eighths, buffer,
-                                          placed[i])
+                is_jpeg = field["mode"] == _JPG
+                eighths = dct_eighths(windows, layout) if dct_scaling and is_jpeg else 8
+                thread = numba.get_thread_id()
+                buffer = into(destination[i], buffers[thread])
+                status[i] = decode_sample(data, is_jpeg, height, width, windows, eighths, buffer, placed[i])
                 if status[i] == REGION_OK:
-                    image = sample_pixels(data, field["mode"] == _JPG, height, width, buffer, placed[i])
-                    resize_views(image, windows, eighths, placed[i], layout, destination[i],
-                                 scratch[numba.get_thread_id()])
+                    image = sample_pixels(data, is_jpeg, height, width, buffer, placed[i])
+                    finish(image, is_jpeg, windows, eighths, placed[i], layout, destination[i], buffers[thread],
+                           scratch[thread])
             for i in range(count):
                 if status[i] != REGION_OK:
                     failed = batch_indices[i]
@@ -306,6 +330,18 @@ def resize_views(image, windows, eighths, placed, layout, sample, scratch):
         out = flat[at: at + rows * cols * 3].reshape(rows, cols, 3)
         resize_crop(image, windows[v, 0] * s - placed[0], windows[v, 1] * s - placed[1], windows[v, 2] * s,
                     windows[v, 3] * s, windows[v, 4] != 0, out, scratch)
+
+
+@numba.njit(inline="always")
+def thread_buffer(sample, buffer):
+    """The views plan decodes into the thread's ``buffer``."""
+    return buffer
+
+
+@numba.njit(inline="always")
+def resize_views_step(image, is_jpeg, windows, eighths, placed, layout, sample, buffer, scratch):
+    """The views plan's finish: ``resize_views`` into the sample's bytes."""
+    resize_views(image, windows, eighths, placed, layout, sample, scratch)
 
 
 @numba.njit
