@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -125,6 +126,9 @@ class Data:
 
             files = FolderFiles.from_folder(folder)
             dali_device = "gpu" if device.type == "cuda" else "cpu"
+            if args.show:
+                print("building the DALI pipelines: their numba ops compile once (about 10 s on 2 cores)...",
+                      flush=True)
             self.train = ssl_iterator(files, table, batch_size=args.batch_size, num_threads=args.workers,
                                       device=dali_device, size=args.size, alpha=args.alpha, seed=args.seed,
                                       checkpointing=args.checkpoint is not None, checkpoint=dali_checkpoint)
@@ -147,7 +151,7 @@ class Data:
         if self.backend == "ffcv" and which not in self._compiled:
             self._compiled.add(which)
             if self.args.show:
-                tqdm.write(f"FFCV compiles the {which} pipeline on its first batch (about 10 s)...")
+                tqdm.write(f"compiling the FFCV {which} pipeline on its first batch, once (about 20 s on 2 cores)...")
 
     def normalize(self, views: torch.Tensor) -> torch.Tensor:
         return (views.to(self.device).permute(0, 3, 1, 2).float() - self.mean) / self.std
@@ -356,11 +360,20 @@ def save_run(path: Path, state: dict) -> None:
         raise SystemExit(f"--checkpoint: {err}") from None
 
 
+def started(iterable):
+    """``iterable`` with its first item already fetched: a progress bar made over it afterwards leaves that first
+    wait (a first batch compiles its pipeline) out of its rate and ETA."""
+    it = iter(iterable)
+    for first in it:
+        return itertools.chain([first], it)
+    return iter(())
+
+
 @torch.no_grad()
 def localization_pass(model: SSLModel, data: Data, updater: BoxUpdater, show: bool) -> None:
     model.eval()
-    for images, index in tqdm(data.full_images(), desc="localizing", total=data.localization_steps, leave=False,
-                              unit="batch", disable=not show):
+    for images, index in tqdm(started(data.full_images()), desc="localizing", total=data.localization_steps,
+                              leave=False, unit="batch", disable=not show):
         updater.update(model.features(images), index)
     updater.flush()
     model.train()
@@ -461,7 +474,7 @@ def train(args, device: torch.device, folder: Path, data_id: str, state: dict | 
     # prints it and exits non-zero, and the other ranks fail on their next collective
     with BoxUpdater(table, threshold=args.threshold, input_size=args.size) as updater:
         epochs = tqdm(range(start_epoch, args.epochs), desc="epochs", initial=start_epoch, total=args.epochs,
-                      unit="epoch", disable=not show)
+                      unit="epoch", disable=not show, smoothing=0.9)  # ETA from the latest epochs, not the compiles
         for epoch in epochs:
             if not rrc and schedule.localize_at(epoch):
                 start = time.perf_counter()
@@ -478,7 +491,7 @@ def train(args, device: torch.device, folder: Path, data_id: str, state: dict | 
             for group in optimizer.param_groups:
                 group["lr"] = lr
             total, count = 0.0, 0
-            bar = tqdm(data.views(), desc=f"epoch {epoch} ({'ContrastiveCrop' if table.use_boxes else 'RRC'})",
+            bar = tqdm(started(data.views()), desc=f"epoch {epoch} ({'ContrastiveCrop' if table.use_boxes else 'RRC'})",
                        total=data.steps, unit="step", leave=False, disable=not show)
             for view1, view2, _ in bar:
                 q = ddp(view1)
