@@ -47,6 +47,10 @@ COMPARISONS = [
      ["dali_gpu_ccrop_once", "dali_gpu_ccrop_slice"], ["original_pil"], "speed-up"),
     ("ffcv_vs_loader_decode", "FFCV multi-view pairs / FFCV decode-only Loader images",
      ["ffcv_ccrop_2v"], ["ffcv_decode_only"], ">= 0.8"),
+    ("ffcv_region_vs_loader_decode", "FFCV region rows (2 views, the GPU path's CPU part) / FFCV decode-only Loader",
+     ["ffcv_region_2v"], ["ffcv_decode_only"], ">= 0.95"),
+    ("ffcv_region_vs_cpu_views", "FFCV region rows (2 views) / FFCV multi-view pairs (resized on the CPU)",
+     ["ffcv_region_2v"], ["ffcv_ccrop_2v"], "speed-up"),
     ("ffcv_vs_bare_decode", "FFCV multi-view pairs / bare libjpeg-turbo decode images (no Loader)",
      ["ffcv_ccrop_2v"], ["bare_libjpeg"], "ceiling"),
     ("loader_decode_vs_bare", "FFCV decode-only Loader / bare libjpeg-turbo decode (Loader overhead)",
@@ -341,7 +345,8 @@ def run(args: argparse.Namespace) -> dict:
                 _build(f"DALI ({device})", lambda: dali_contenders(images, table, device, threads, bs, passes,
                                                                    s["quick"]), contenders, this_skipped, size)
             skipped += this_skipped
-            _log(f"size {size}: timing {len(contenders)} contenders, best of {rounds} alternating rounds")
+            _log(f"size {size}: timing {len(contenders)} contenders, best of {rounds} alternating rounds, after a "
+                 "warm-up run each (FFCV Loaders and DALI pipelines compile then: about 20 s each on 2 cores)")
             results += [{"size": size, **r} for r in _time(contenders, rounds)]
         if s["scaling"] != "none":
             size = max(sets)
