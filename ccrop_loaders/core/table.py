@@ -26,7 +26,7 @@ from .sampler import FULL_BOX
 from .table_file import read_table_file, write_table_file
 from .table_layout import (FORMAT_VERSION, HEADER_WORDS, MAGIC, MAX_SAMPLES, W_COUNT, W_CREATOR, W_EPOCH, W_SEED,
                            W_USE_BOXES, W_VERSION, W_WRITES, check_header, count_write, first_bad_row, load_all_boxes,
-                           load_boxes, load_rows, pack_boxes, store_rows)
+                           load_boxes, load_words, pack_boxes, store_rows)
 
 
 class TableMapping:
@@ -318,11 +318,14 @@ class BoxTable:
             return load_all_boxes(mapping.address, mapping.num_samples)
         return load_boxes(mapping.address, self._check_indices(indices))
 
+    def packed_rows(self) -> np.ndarray:
+        """uint64 (n,): every row as its packed word (``table_layout``), read whole while writers may write."""
+        return self._snapshot()[HEADER_WORDS:]
+
     def _snapshot(self) -> np.ndarray:
-        """A copy of the words (header, then every row read whole while writers may be writing)."""
+        """A copy of the words (header, then every row read whole while writers may be writing), in one pass."""
         mapping = self.mapping()
-        return np.concatenate([mapping.words[:HEADER_WORDS],
-                               load_rows(mapping.address, np.arange(mapping.num_samples, dtype=np.int64))])
+        return load_words(mapping.address, HEADER_WORDS + mapping.num_samples)
 
     # ------------------------------------------------------------- checkpoints
 

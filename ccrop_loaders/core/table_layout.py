@@ -142,10 +142,11 @@ def store_rows(address, indices, packed):
 
 
 @numba.njit(cache=True, nogil=True)
-def load_rows(address, indices):
-    out = np.empty(indices.shape[0], dtype=np.uint64)
-    for i in range(indices.shape[0]):
-        out[i] = _load_word(address + 8 * (HEADER_WORDS + indices[i]))
+def load_words(address, count):
+    """uint64 (count,): the first ``count`` words at ``address`` (header, then rows), each one atomic load."""
+    out = np.empty(count, dtype=np.uint64)
+    for i in range(count):
+        out[i] = _load_word(address + 8 * i)
     return out
 
 

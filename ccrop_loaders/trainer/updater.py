@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 
 from ..core import BoxTable
+from ..core.health import BoxHealth, box_health
 from .localize import check_feature_maps, localize_boxes
 
 WRITERS = ("every_rank", "local_leader")
@@ -82,6 +83,7 @@ class BoxUpdater:
         self._closed = False
         self._collected: list[tuple[np.ndarray, np.ndarray]] = []
         self._stream = None
+        self._previous_rows = table.packed_rows()
         self._thread = threading.Thread(target=_work, args=(weakref.ref(self), self._lock), name="ccrop-box-updater",
                                         daemon=True)
         self._thread.start()
@@ -123,6 +125,16 @@ class BoxUpdater:
         self._raise_error()
         if self.sync:
             self._gather_and_write()
+
+    def health(self) -> BoxHealth:
+        """``BoxHealth`` of the table now (call it after ``flush()``, at the end of a localization pass), with the
+        change since the previous call (or since the updater was made). Keeps a copy of the packed rows (8 bytes a
+        sample) for the next call. Prints nothing: ``BoxHealth.warning()`` says when the boxes collapse."""
+        self._check_open("health")
+        rows = self.table.packed_rows()
+        health = box_health(rows, self._previous_rows)
+        self._previous_rows = rows
+        return health
 
     def close(self) -> None:
         """Flush, then stop the background thread (it stops even if the flush fails). Closing again does nothing."""

@@ -333,3 +333,17 @@ def test_an_updater_nobody_closed_is_collected_and_its_thread_ends():
             time.sleep(0.05)
         assert not any(t.is_alive() for t in threads)
         assert table.writes == 5
+
+
+def test_health_reports_each_pass_and_warns_on_collapse():
+    """Issue 24.4: after a pass the updater reports mean area, whole-image share and the change since the last."""
+    with BoxTable.create(8) as table:
+        table.write(np.arange(8), np.tile([0.25, 0.25, 0.75, 0.75], (8, 1)))
+        with BoxUpdater(table, input_size=32) as updater:
+            maps = torch.zeros(8, 4, 4, 4)  # all-zero maps: every box is the whole image
+            updater.update(maps, torch.arange(8))
+            updater.flush()
+            health = updater.health()
+            assert health.full_share == 1.0 and health.changed_share == 1.0
+            assert health.area_change == pytest.approx(0.75, abs=1e-3) and health.warning() is not None
+            assert updater.health().changed_share == 0.0  # nothing moved since
