@@ -13,5 +13,6 @@ from .order import DistributedQuasiRandom
 from .region_decoder import ContrastiveCropRegionDecoder
 from .views import split_groups, split_views
 
-__all__ = ["ContrastiveCropRGBImageDecoder", "ContrastiveCropRegionDecoder", "DistributedQuasiRandom", "FullImageRGBImageDecoder",
-           "MultiCropContrastiveCropDecoder", "MultiViewContrastiveCropDecoder", "SampleIndexDecoder", "Loader", "split_groups", "split_views"]
+__all__ = ["ContrastiveCropRGBImageDecoder", "ContrastiveCropRegionDecoder", "DistributedQuasiRandom",
+           "FullImageRGBImageDecoder", "MultiCropContrastiveCropDecoder", "MultiViewContrastiveCropDecoder",
+           "SampleIndexDecoder", "Loader", "split_groups", "split_views"]
