@@ -17,8 +17,8 @@ def layer(module: str) -> tuple[int, str]:
         return 0, "_extras"
     if top == "core":
         return 1, "core"
-    if top == "folder":
-        return 2, "folder"
+    if top in ("folder", "shards"):  # datasets on disk, backend-neutral
+        return 2, "datasets"
     if top in ADAPTERS:
         return 3, top
     if top == "":

@@ -11,6 +11,7 @@ from .gates import checked_images
 from .resize import AUTO_RESIZE
 from .views import (AUTO_DECODE, contrastive_crop_decoded, contrastive_crop_groups, contrastive_crop_groups_decoded,
                     contrastive_crop_views, crop_resize_views)
+from .webdataset import webdataset_pipeline
 from .windows import contrastive_crop_group_windows, contrastive_crop_windows
 from .augment import ssl_view_augment
 from .readers import (ExternalSourceReader, FolderFiles, external_source_pipeline, file_reader_pipeline,
@@ -19,7 +20,8 @@ from .readers import (ExternalSourceReader, FolderFiles, external_source_pipelin
 __all__ = ["AUTO_DECODE", "AUTO_RESIZE", "ContrastiveCropIterator", "ExternalSourceReader", "FolderFiles",
            "checked_images", "contrastive_crop_decoded", "contrastive_crop_group_windows", "contrastive_crop_groups",
            "contrastive_crop_groups_decoded", "contrastive_crop_views", "contrastive_crop_windows", "crop_resize_views",
-           "external_source_pipeline", "file_reader_pipeline", "full_image_pipeline", "ssl_view_augment"]
+           "external_source_pipeline", "file_reader_pipeline", "full_image_pipeline", "ssl_view_augment",
+           "webdataset_pipeline"]
 
 
 def __getattr__(name: str):

@@ -8,6 +8,8 @@ from pathlib import Path
 
 
 def _convert(args: argparse.Namespace) -> int:
+    if args.format == "wds":
+        return _convert_shards(args)
     from ccrop_loaders.ffcv.convert import convert_folder
 
     try:
@@ -21,6 +23,24 @@ def _convert(args: argparse.Namespace) -> int:
         print(f"skipped {len(report.skipped)} unreadable files:")
         for path, why in report.skipped:
             print(f"  {path}: {why}")
+    return 0
+
+
+def _convert_shards(args: argparse.Namespace) -> int:
+    from ccrop_loaders.shards import write_shards
+
+    if args.max_resolution is not None or args.write_mode != "jpg":
+        print("ccrop convert: --format wds keeps each file's own bytes: --max-resolution and --write-mode apply to "
+              "a .beton only", file=sys.stderr)
+        return 2
+    try:
+        record = write_shards(args.source, args.output, samples_per_shard=args.samples_per_shard)
+    except (ValueError, OSError) as err:
+        print(f"ccrop convert: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {record['num_samples']} images in {len(record['shards'])} shards to {args.output}")
+    for path, why in record["skipped"]:
+        print(f"  skipped {path}: {why}")
     return 0
 
 
@@ -224,7 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     conv = sub.add_parser("convert", help="image folder (ImageFolder layout or flat) -> FFCV .beton "
                                           "with image, label and index fields")
     conv.add_argument("source", help="folder of images: one sub-folder per class, or images directly")
-    conv.add_argument("output", help="the .beton file to write")
+    conv.add_argument("output", help="the .beton file to write (--format wds: the folder of shards)")
+    conv.add_argument("--format", choices=("beton", "wds"), default="beton",
+                      help="beton: an FFCV .beton (default); wds: WebDataset tar shards for DALI "
+                           "(image, class and global index per sample)")
+    conv.add_argument("--samples-per-shard", type=int, default=1000, help="--format wds: samples per shard")
     conv.add_argument("--max-resolution", type=int, default=None, help="longest side kept (default: unchanged)")
     conv.add_argument("--quality", type=int, default=90, help="JPEG quality (default 90)")
     conv.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
