@@ -99,6 +99,33 @@ def info_nce(q: torch.Tensor, k: torch.Tensor, negatives: torch.Tensor | None, t
 # ----------------------------------------------------------------- data
 
 
+def crop_on(args) -> str:
+    """Where FFCV's views are cropped and resized: ``--crop-on``, by default gpu where CUDA is present."""
+    return args.crop_on or ("gpu" if torch.cuda.is_available() else "cpu")
+
+
+def region_loader(beton: str, table: BoxTable, args, device: torch.device, distributed: bool):
+    """``--crop-on gpu``: ``ssl_loader``'s Loader with ``ContrastiveCropRegionDecoder`` (the CPU decodes each
+    image's two views' region into a row) and the ``ViewStage`` that makes the views on ``device`` (float
+    (B, 2, 3, H, W) in [0, 1], as the augmentation takes them), and the rows' ``RowFormat``."""
+    from ffcv.fields.basics import IntDecoder
+    from ffcv.loader import OrderOption
+    from ffcv.transforms import ToDevice, ToTensor
+
+    from ccrop_loaders.core import ViewGroup
+    from ccrop_loaders.ffcv import ContrastiveCropRegionDecoder, Loader
+    from ccrop_loaders.trainer import ViewStage
+
+    decoder = ContrastiveCropRegionDecoder(table, 2, output_size=(args.size, args.size), alpha=args.alpha, flip=True)
+    loader = Loader(beton, batch_size=args.batch_size, num_workers=args.workers, order=OrderOption.RANDOM,
+                    drop_last=True, distributed=distributed, seed=args.seed, pipelines={
+                        "image": [decoder, ToTensor(), ToDevice(device, non_blocking=True)],
+                        "label": [IntDecoder(), ToTensor()],
+                        "index": [IntDecoder(), ToTensor()],
+                    })
+    return loader, ViewStage(decoder.groups, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)), decoder.row_format
+
+
 class Data:
     """The backend's two loaders behind one interface: ``views(epoch)`` yields (view1, view2, index) as
     normalized float (B, 3, H, W) on ``device``; ``full_images()`` yields (images, index)."""
@@ -112,9 +139,14 @@ class Data:
         if backend == "ffcv":
             from .ffcv_ssl import localization_loader, ssl_loader
 
-            self.train = ssl_loader(str(beton), table, batch_size=args.batch_size, num_workers=args.workers,
-                                    device=device, size=args.size, alpha=args.alpha, distributed=distributed,
-                                    seed=args.seed)
+            self.stage = None
+            if crop_on(args) == "gpu":
+                self.train, self.stage, self.row_format = region_loader(str(beton), table, args, device,
+                                                                        distributed)
+            else:
+                self.train = ssl_loader(str(beton), table, batch_size=args.batch_size, num_workers=args.workers,
+                                        device=device, size=args.size, alpha=args.alpha, distributed=distributed,
+                                        seed=args.seed)
             self.train.next_epoch = start_epoch  # FFCV keys each epoch's order by (seed, epoch)
             self.full = localization_loader(str(beton), batch_size=args.batch_size, num_workers=args.workers,
                                             device=device, size=args.size, distributed=distributed)
@@ -158,7 +190,11 @@ class Data:
 
     def views(self):
         self._first_batch_notice("training")
-        if self.backend == "ffcv":
+        if self.backend == "ffcv" and self.stage is not None:  # --crop-on gpu: views made on the device
+            for rows, _, index in self.train:
+                (views,) = self.stage.from_rows(rows, self.row_format)
+                yield self.augment[0](views[:, 0]), self.augment[1](views[:, 1]), index.flatten()
+        elif self.backend == "ffcv":
             for images, _, index in self.train:
                 yield self.augment[0](images[:, 0]), self.augment[1](images[:, 1]), index.flatten()
         else:  # augmented inside the DALI pipeline
@@ -199,6 +235,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--queue", type=int, default=65536, help="MoCo queue length")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--max-resolution", type=int, default=None)
+    p.add_argument("--crop-on", choices=["gpu", "cpu"], default=None,
+                   help="FFCV: where the views are cropped and resized. gpu: the CPU decodes only each image's "
+                        "views' region, the torch view stage makes the views on the training device; cpu: "
+                        "MultiViewContrastiveCropDecoder. Default: gpu where CUDA is present, else cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dist-timeout", type=float, default=1800.0,
                    help="seconds a collective (all-gather, DDP all-reduce, barrier) waits for the other ranks before "

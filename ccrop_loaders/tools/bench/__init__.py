@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 FFCV_EPOCH_BATCHES = 64  # the shortest epoch FFCV's contenders run (a quarter with --quick; see _settings)
+FFCV_SLOTS = 5  # FFCV 1.0.2 allocates each pipeline's buffers for batches_ahead (3 by default) + 2 batches
 MAX_IMAGES = 20_000  # --images: JPEGs made per size, all held in memory while the contenders run
 MAX_REPEATS = 100  # --rounds and --passes
 OUTPUTS = ("bench.json", "bench.png", "scaling.png")  # what a run writes in --out
@@ -47,6 +48,12 @@ COMPARISONS = [
      ["dali_gpu_ccrop_once", "dali_gpu_ccrop_slice"], ["original_pil"], "speed-up"),
     ("ffcv_vs_loader_decode", "FFCV multi-view pairs / FFCV decode-only Loader images",
      ["ffcv_ccrop_2v"], ["ffcv_decode_only"], ">= 0.8"),
+    ("ffcv_region_vs_loader_decode", "FFCV region rows (2 views, the GPU path's CPU part) / FFCV decode-only Loader",
+     ["ffcv_region_2v"], ["ffcv_decode_only"], ">= 0.95"),
+    ("ffcv_region_vs_cpu_views", "FFCV region rows (2 views) / FFCV multi-view pairs (resized on the CPU)",
+     ["ffcv_region_2v"], ["ffcv_ccrop_2v"], "speed-up"),
+    ("ffcv_region_vs_bare_region", "FFCV region rows / bare libjpeg-turbo decode of the same regions (no Loader)",
+     ["ffcv_region_2v"], ["bare_libjpeg_region"], "ceiling"),
     ("ffcv_vs_bare_decode", "FFCV multi-view pairs / bare libjpeg-turbo decode images (no Loader)",
      ["ffcv_ccrop_2v"], ["bare_libjpeg"], "ceiling"),
     ("loader_decode_vs_bare", "FFCV decode-only Loader / bare libjpeg-turbo decode (Loader overhead)",
@@ -288,13 +295,27 @@ def _comparisons(results: list[dict], sizes: list[int], device: str) -> list[dic
     return out
 
 
+def region_row_figures(size: int, shapes, batch_size: int, slots: int = FFCV_SLOTS) -> dict:
+    """What ``ContrastiveCropRegionDecoder`` rows (2 views) cost for a .beton of image ``shapes`` (int (n, 2)): bytes
+    per sample against two 224x224 uint8 views, and per batch, times FFCV's ``slots`` buffers on the host and
+    (after ``ToDevice``) again on the device."""
+    from ccrop_loaders.core.region_rows import RowFormat
+
+    fmt = RowFormat((int(shapes[:, 0].max()), int(shapes[:, 1].max())), 2)
+    views = 2 * 224 * 224 * 3
+    return {"size": size, "capacity": list(fmt.capacity), "row_bytes": fmt.row_bytes, "views_bytes": views,
+            "ratio": fmt.row_bytes / views, "batch_size": batch_size, "batch_bytes": fmt.row_bytes * batch_size,
+            "slots": slots, "host_bytes": slots * fmt.row_bytes * batch_size,
+            "device_bytes": slots * fmt.row_bytes * batch_size}
+
+
 def run(args: argparse.Namespace) -> dict:
     """Run every comparison; write ``bench.json``, ``bench.png`` and ``scaling.png`` in ``args.out``; return the
     record. Raises ``BenchError`` for a setting that cannot run (e.g. ``--device gpu`` without a GPU)."""
     import numpy as np
 
     from .contenders import (dali_contender, dali_contenders, dali_gpu_count, ffcv_contenders, ffcv_multiview,
-                             libjpeg_contender, original_contender, pillow_contender)
+                             libjpeg_contender, libjpeg_region_contender, original_contender, pillow_contender)
     from .data import have, prepare
 
     s = _settings(args)
@@ -335,6 +356,8 @@ def run(args: argparse.Namespace) -> dict:
                    this_skipped, size)
             _build("bare libjpeg-turbo decode (ccrop_loaders.ffcv.jpeg)",
                    lambda: libjpeg_contender(images, threads, passes), contenders, this_skipped, size)
+            _build("bare libjpeg-turbo region decode", lambda: libjpeg_region_contender(images, table, threads, passes),
+                   contenders, this_skipped, size)
             _build("FFCV", lambda: ffcv_contenders(images, table, threads, bs, ffcv_passes), contenders, this_skipped,
                    size)
             for device in devices:
@@ -369,7 +392,9 @@ def run(args: argparse.Namespace) -> dict:
                 scaling.append({"backend": r["backend"], "size": size, "threads": r["threads"], "views": r["views"],
                                 "images_per_s": r["rate"], "views_per_s": r["rate"] * r["views"],
                                 "thread_ms_per_image": 1000.0 * r["threads"] / r["rate"]})
-    record.update(results=results, comparisons=_comparisons(results, s["sizes"], s["device"]), scaling=scaling,
+        region_rows = [region_row_figures(size, images.shapes, bs) for size, images in sets.items()]
+    record.update(results=results, comparisons=_comparisons(results, s["sizes"], s["device"]),
+                  region_rows=region_rows, scaling=scaling,
                   skipped=skipped, seconds=round(time.perf_counter() - started, 1))
     from ccrop_loaders.core.files import replace_atomically
 

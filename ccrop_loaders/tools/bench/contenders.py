@@ -115,8 +115,19 @@ def ffcv_multiview(images, table, threads: int, views: int, batch_size: int, pas
                      views, images.count * passes, lambda: _epoch(loader))
 
 
+def ffcv_region(images, table, threads: int, batch_size: int, passes: int) -> Contender:
+    """FFCV ``ContrastiveCropRegionDecoder``, two views' region rows (flip on): the CPU part of the GPU path."""
+    from ccrop_loaders.ffcv import ContrastiveCropRegionDecoder
+
+    loader = _ffcv_loader(images.beton, images.count, threads, batch_size, passes,
+                          {"image": [ContrastiveCropRegionDecoder(table, 2, output_size=SIZE, flip=True)]})
+    return Contender("ffcv_region_2v", "FFCV ContrastiveCropRegionDecoder, 2 views' region rows (no resize)", "ffcv",
+                     threads, 2, images.count * passes, lambda: _epoch(loader))
+
+
 def ffcv_contenders(images, table, threads: int, batch_size: int, passes: int) -> list[Contender]:
-    """FFCV: ContrastiveCrop one view and decode-once two views, FFCV RRC one and two pipelines, decode only."""
+    """FFCV: ContrastiveCrop one view, decode-once two views and their region rows, FFCV RRC one and two pipelines,
+    decode only."""
     from ffcv.fields.rgb_image import RandomResizedCropRGBImageDecoder
     from ffcv.pipeline import PipelineSpec
 
@@ -136,6 +147,7 @@ def ffcv_contenders(images, table, threads: int, batch_size: int, passes: int) -
         make("ffcv_rrc_x2", "two FFCV RandomResizedCrop pipelines on one field", 2,
              {"image": [rrc()], "image2": PipelineSpec("image", rrc())}),
         ffcv_multiview(images, table, threads, 2, batch_size, passes),
+        ffcv_region(images, table, threads, batch_size, passes),
         make("ffcv_decode_only", "FFCV Loader, libjpeg-turbo full decode only (imdecode, buffer per thread)", 1,
              {"image": [ffcv_decode_only_class()(per_thread=True)]}),
     ]
@@ -328,6 +340,39 @@ def libjpeg_contender(images, threads: int, passes: int) -> Contender:
     run = _ThreadedDecode(images, threads, passes, decode_one)
     return Contender("bare_libjpeg", "libjpeg-turbo full decode (decode_region), no Loader", "bare", threads, 1,
                      images.count * passes, run, run.close)
+
+
+def libjpeg_region_contender(images, table, threads: int, passes: int, views: int = 2) -> Contender:
+    """``decode_region`` of the union of each image's ``views`` ContrastiveCrop windows (``SIZE`` views, flip off),
+    at the region decoder's DCT scale, into a buffer per thread: its decoding work, without a Loader."""
+    from ccrop_loaders.core import sample_crop
+    from ccrop_loaders.ffcv.decoders import dct_eighths, union_region
+    from ccrop_loaders.ffcv.jpeg import REGION_OK, decode_region
+
+    h_max, w_max = images.shapes.max(axis=0)
+    length = int(h_max) * int(w_max) * 3
+    buffers = np.empty((threads, length), np.uint8)
+    placed = np.zeros((threads, 6), np.int64)
+    boxes = table.read(np.arange(images.count)).astype(np.float64)
+    layout = np.array([[*SIZE, 0]] * views, np.int64)
+    plans = []
+    for n, (h, w) in enumerate(images.shapes):
+        windows = np.array([(*sample_crop(int(h), int(w), boxes[n], scale=SCALE, alpha=0.6, seed=table.seed,
+                                          epoch=table.epoch, index=n, view=v), 0) for v in range(views)], np.int64)
+        eighths = int(dct_eighths(windows, layout))
+        plans.append((eighths, *(int(x) for x in union_region(windows, eighths))))
+
+    def decode_one(t: int, n: int) -> None:
+        data = images.data[n]
+        h, w = images.shapes[n]
+        code = decode_region(data.ctypes.data, data.size, *plans[n][:1], int(h), int(w), *plans[n][1:],
+                             buffers[t].ctypes.data, length, placed[t].ctypes.data)
+        if code != REGION_OK:
+            raise RuntimeError(f"decode_region failed on {images.files[n]} (code {code})")
+
+    run = _ThreadedDecode(images, threads, passes, decode_one)
+    return Contender("bare_libjpeg_region", f"libjpeg-turbo decode of {views} views' union region, no Loader", "bare",
+                     threads, views, images.count * passes, run, run.close)
 
 
 def pillow_contender(images, threads: int, passes: int) -> Contender:

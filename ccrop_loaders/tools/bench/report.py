@@ -32,6 +32,13 @@ def table_text(record: dict) -> str:
             figure = f"{c['ratio']:9.2f}" if c["ratio"] is not None else "  skipped"
             goal = f"   goal {c['goal']}" if c["goal"].startswith((">", "<")) else f"   ({c['goal']})"
             lines.append(f"  {'ratio ' + c['title']:<{width + 6}}  {figure}{goal}")
+    for r in record.get("region_rows", []):
+        mib = 1 << 20
+        lines.append(f"\n-- region rows at max resolution {r['size']}: capacity {r['capacity'][0]}x{r['capacity'][1]}, "
+                     f"{r['row_bytes']:,} B per sample ({r['ratio']:.2f}x two 224x224 views, {r['views_bytes']:,} B); "
+                     f"batch {r['batch_size']}: {r['batch_bytes'] / mib:.0f} MiB, x{r['slots']} FFCV buffers: "
+                     f"{r['host_bytes'] / mib:.0f} MiB host (pinned with CUDA) + {r['device_bytes'] / mib:.0f} MiB "
+                     "device")
     if record["scaling"]:
         rows = record["scaling"]
         lines.append(f"\n-- scaling at max resolution {rows[0]['size']}: images/s (thread-ms per image)")
@@ -89,7 +96,9 @@ def plot(record: dict, out: Path) -> dict:
         ax.invert_yaxis()
         ax.set_xlabel("images per second (an image gives 'views' views)")
         ax.set_title(f".beton max resolution {size}: throughput", fontsize=10)
-        comps = [c for c in record["comparisons"] if c["size"] == size]
+        comps = [c for c in record["comparisons"] if c["size"] == size] + [
+            {"ratio": r["ratio"], "goal": "bytes", "title": "bytes/sample host->device: region row / two 224x224 views"}
+            for r in record.get("region_rows", []) if r["size"] == size]
         ax = axes[row][1]
         ax.barh(range(len(comps)), [c["ratio"] or 0.0 for c in comps], color="tab:purple")
         ax.set_yticks(range(len(comps)), [c["title"][:62] for c in comps], fontsize=7)
