@@ -53,7 +53,7 @@ def _class_labels(indices, labels: np.ndarray):
     """int64 class labels looked up by global index in ``labels`` (read through its address, kept alive)."""
     table = np.ascontiguousarray(labels, dtype=np.int64).view(np.uint64)
     keep_alive(table)
-    address, count = table.ctypes.data, table.shape[0]
+    address, count = np.int64(table.ctypes.data), np.int64(table.shape[0])  # int64, not literals (windows.py)
 
     def run(label, index):
         label[0] = np.int64(words_at(address, count)[index[0]])

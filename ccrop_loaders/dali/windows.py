@@ -58,7 +58,9 @@ def windows_and_rois(shapes: DataNode, indices: DataNode, table: BoxTable | str,
     mapping = resolve_table(table).mapping()
     keep_alive(mapping)
     # Constants the compiled op holds: the table's address (its memory is read live) and size, the views' block.
-    address, num_samples, views = mapping.address, mapping.num_samples, block_views(block)
+    # As int64 scalars, not Python ints: numba types a Python int constant as its literal value, which compiled
+    # views_windows (and the core's window code below it) again for every table and filled the on-disk cache.
+    address, num_samples, views = np.int64(mapping.address), np.int64(mapping.num_samples), block_views(block)
 
     def run(windows, rois, shape, index, in_table):
         views_windows(address, num_samples, index[0], shape[0], shape[1], block, windows, rois)

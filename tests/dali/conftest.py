@@ -38,12 +38,23 @@ def folder(tmp_path_factory) -> Folder:
     return Folder(root, [str(p) for p, _ in samples], [label for _, label in samples])
 
 
-@pytest.fixture
-def table():
+@pytest.fixture(scope="session")
+def _session_table():
     with BoxTable.create(NUM_IMAGES) as t:
         t.write(np.arange(NUM_IMAGES), random_boxes(NUM_IMAGES, seed=1))
         t.epoch, t.seed = 3, 11
-        yield t
+        yield t, t.words.copy()
+
+
+@pytest.fixture
+def table(_session_table):
+    """A table of NUM_IMAGES random boxes, epoch 3, seed 11: one table for the session, every word of it (header,
+    controls, rows, write count) reset to that state before each test. The windows op compiles the table's address
+    in, so a fresh table per test compiled every pipeline's windows op again (tests/conftest.py shares the rest)."""
+    t, words = _session_table
+    t.words[:] = words
+    yield t
+    t.words[:] = words
 
 
 def resize_reference(image: np.ndarray, window, size, mirror: bool) -> np.ndarray:
