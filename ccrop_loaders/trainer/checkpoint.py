@@ -40,10 +40,9 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
     buffer = io.BytesIO()
     torch.save(state, buffer)
     data = buffer.getbuffer()
-    with atomic_path(path, size_hint=len(data)) as tmp:
-        with open(tmp, "r+b") as f:
-            os.posix_fallocate(f.fileno(), 0, len(data))
-            f.write(data)
+    with atomic_path(path, size_hint=len(data)) as tmp, open(tmp, "r+b") as f:
+        os.posix_fallocate(f.fileno(), 0, len(data))
+        f.write(data)
 
 
 def checkpoint_epoch(path: str | os.PathLike) -> int | None:

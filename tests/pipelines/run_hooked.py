@@ -14,7 +14,7 @@ import torch.distributed as dist
 
 import pipelines.train_ssl as recipe
 
-copy_at, kill_at = int(os.environ.get("HOOK_COPY_AT", -1)), int(os.environ.get("HOOK_KILL_AT", -1))
+copy_at, kill_at = int(os.environ.get("HOOK_COPY_AT", "-1")), int(os.environ.get("HOOK_KILL_AT", "-1"))
 save_run, gather = recipe.save_run, recipe.gather_rank_states
 gathered = [0]
 

@@ -17,8 +17,8 @@ TORCHRUN = Path(sys.executable).with_name("torchrun")
 
 
 def run(ranks: int, *args: str, env: dict | None = None, timeout: int = 600) -> str:
-    command = [str(TORCHRUN), "--standalone", f"--nproc_per_node={ranks}", str(Path(__file__).with_name("run_hooked.py")),
-               *args]
+    command = [str(TORCHRUN), "--standalone", f"--nproc_per_node={ranks}",
+               str(Path(__file__).with_name("run_hooked.py")), *args]
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
                           env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), **(env or {})})
     out = done.stdout.replace("\r", "\n")
@@ -42,7 +42,7 @@ def assert_same(a, b, where="state"):
 
 
 def losses(out: str) -> dict[int, str]:
-    return dict((int(e), v) for e, v in re.findall(r"epoch (\d+): loss ([\d.]+)", out))
+    return {int(e): v for e, v in re.findall(r"epoch (\d+): loss ([\d.]+)", out)}
 
 
 @pytest.mark.parametrize("backend, method, ranks", [("ffcv", "moco", 1), ("dali", "moco", 2), ("ffcv", "simclr", 2),
