@@ -80,17 +80,43 @@ def resize_rois(out, image, rois, layout, scratch):
     ``scratch`` holds ``scratch_bytes_c`` for the whole image: the resampler
     cannot fail (it checks both itself and then writes nothing).
     """
-    height, width = image.shape[0], image.shape[1]
     for v in range(layout.shape[0]):
-        top, left, h, w, mirror = roi_window(rois[v])
-        row = math.floor(top)
-        resize_crop_c(image.ctypes.data + row * width * 3, height - row, width, top - row, left, h, w, mirror,
-                      out.ctypes.data + layout[v, 2], layout[v, 0], layout[v, 1], scratch.ctypes.data, scratch.size)
+        resize_roi(image, rois[v], out.ctypes.data + layout[v, 2], layout[v, 0], layout[v, 1], scratch)
+
+
+@numba.njit(inline="always", nogil=True)
+def resize_roi(image, roi, address, rows, cols, scratch):
+    """Resize ``roi`` out of ``image`` into the uint8 (rows, cols, 3) view at ``address`` (``resize_rois``)."""
+    height, width = image.shape[0], image.shape[1]
+    top, left, h, w, mirror = roi_window(roi)
+    row = math.floor(top)
+    resize_crop_c(image.ctypes.data + row * width * 3, height - row, width, top - row, left, h, w, mirror,
+                  address, rows, cols, scratch.ctypes.data, scratch.size)
+
+
+@numba.njit(nogil=True)  # not cached: it calls a ctypes function
+def resize_into(outs, image, rois, scratch):
+    """``resize_rois`` into one output array per view: ``outs`` a tuple of uint8 (h, w, 3) arrays."""
+    for v in range(len(outs)):
+        resize_roi(image, rois[v], outs[v].ctypes.data, outs[v].shape[0], outs[v].shape[1], scratch)
+
+
+# numba_function calls run with exactly its outputs then its inputs: one signature per view count up to its limit
+def _run_1(o0, image, rois, gate, scratch): resize_into((o0,), image, rois, scratch)  # noqa: E704
+def _run_2(o0, o1, image, rois, gate, scratch): resize_into((o0, o1), image, rois, scratch)  # noqa: E704
+def _run_3(o0, o1, o2, image, rois, gate, scratch): resize_into((o0, o1, o2), image, rois, scratch)  # noqa: E704
+def _run_4(o0, o1, o2, o3, image, rois, gate, scratch): resize_into((o0, o1, o2, o3), image, rois, scratch)  # noqa: E704,E501
+def _run_5(o0, o1, o2, o3, o4, image, rois, gate, scratch): resize_into((o0, o1, o2, o3, o4), image, rois, scratch)  # noqa: E704,E501
+def _run_6(o0, o1, o2, o3, o4, o5, image, rois, gate, scratch): resize_into((o0, o1, o2, o3, o4, o5), image, rois, scratch)  # noqa: E704,E501
+
+
+_RUNS = (None, _run_1, _run_2, _run_3, _run_4, _run_5, _run_6)
 
 
 def _ccrop_resize_rois(images: DataNode, rois: DataNode, sizes: Sequence[tuple[int, int]]) -> list[DataNode]:
     """ROI v of ``rois`` (V, 4, CPU) resized out of CPU ``images`` (uint8 HWC RGB) to ``sizes[v]`` by the core's
-    resampler: uint8 HWC views, from one gate op and one resize op whatever the number of views."""
+    resampler: uint8 HWC views, from one gate op and one resize op whatever the number of views (up to 6 views
+    its outputs are the views; beyond, one buffer that subscripts split, a copy of the views' bytes)."""
     layout = np.array([(h, w, 0) for h, w in sizes], dtype=np.int64)
     layout[1:, 2] = np.cumsum(layout[:-1, 0] * layout[:-1, 1] * 3)
     total = int(layout[-1, 2] + layout[-1, 0] * layout[-1, 1] * 3)
@@ -113,16 +139,27 @@ def _ccrop_resize_rois(images: DataNode, rois: DataNode, sizes: Sequence[tuple[i
                                      in_types=[types.UINT8, types.FLOAT], ins_ndim=[3, 2], device="cpu")
     gate = fail_batch_unless(anchor, GATE_VIEWS)
 
-    def run(out, image, rois, gate, scratch):
+    inputs = dict(in_types=[types.UINT8, types.FLOAT, types.UINT8, types.UINT8], ins_ndim=[3, 2, 1, 1],
+                  device="cpu")
+    if views < len(_RUNS):  # one output per view: no copy after the resize
+        def setup(outs, ins):
+            for v in range(len(outs)):
+                for sample in range(len(outs[v])):
+                    outs[v][sample][0], outs[v][sample][1], outs[v][sample][2] = layout[v, 0], layout[v, 1], 3
+
+        out = numba_function(images, rois, gate, scratch, run_fn=_RUNS[views], setup_fn=setup,
+                             out_types=[types.UINT8] * views, outs_ndim=[3] * views, **inputs)
+        return [fn.reshape(view, layout="HWC") for view in ([out] if views == 1 else out)]
+
+    def run(out, image, rois, gate, scratch):  # beyond numba_function's outputs: one buffer, split after
         resize_rois(out, image, rois, layout, scratch)
 
-    def setup(outs, ins):
+    def flat_setup(outs, ins):
         for sample in range(len(outs[0])):
             outs[0][sample][0] = total
 
-    flat = numba_function(images, rois, gate, scratch, run_fn=run, setup_fn=setup, out_types=[types.UINT8],
-                          outs_ndim=[1], in_types=[types.UINT8, types.FLOAT, types.UINT8, types.UINT8],
-                          ins_ndim=[3, 2, 1, 1], device="cpu")
+    flat = numba_function(images, rois, gate, scratch, run_fn=run, setup_fn=flat_setup, out_types=[types.UINT8],
+                          outs_ndim=[1], **inputs)
     return [fn.reshape(flat[int(at):int(at + h * w * 3)], shape=[int(h), int(w), 3], layout="HWC")
             for h, w, at in layout]
 
