@@ -229,7 +229,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--alpha", type=float, default=0.6)
-    p.add_argument("--threshold", type=float, default=0.1)
+    p.add_argument("--loc-threshold", "--threshold", dest="threshold", type=float, default=0.1,
+                   help="localization threshold k on the normalized heat map (default 0.1; raise it, e.g. 0.3-0.5, "
+                        "when boxes grow to the whole image)")
     p.add_argument("--lr", type=float, default=0.06)
     p.add_argument("--temperature", type=float, default=0.2)
     p.add_argument("--queue", type=int, default=65536, help="MoCo queue length")
@@ -508,7 +510,7 @@ def train(args, device: torch.device, folder: Path, data_id: str, state: dict | 
     ddp = torch.nn.parallel.DistributedDataParallel(model) if dist.is_initialized() else model
     if mine is not None:  # after DDP, which gives every rank rank 0's buffers
         restore_buffers(model, mine["buffers"])
-    history = {"losses": [], "boxes_before": table.read(), "localized_at": localized, "boxes_at": {},
+    history = {"losses": [], "boxes_before": table.read(), "localized_at": localized, "boxes_at": {}, "health": {},
                "seconds": {"train": [], "localize": []}}
     # an exception in this block stops the updater without a flush (a collective) and goes on up: this rank
     # prints it and exits non-zero, and the other ranks fail on their next collective
@@ -522,6 +524,11 @@ def train(args, device: torch.device, folder: Path, data_id: str, state: dict | 
                 history["seconds"]["localize"].append(time.perf_counter() - start)
                 history["localized_at"].append(epoch)
                 history["boxes_at"][epoch] = table.read()
+                history["health"][epoch] = health = updater.health()
+                if show:
+                    tqdm.write(f"epoch {epoch}: localized {health}")
+                    if health.warning():
+                        tqdm.write(f"warning: {health.warning()}")
             if rrc:
                 table.epoch, table.use_boxes = epoch, False
             else:

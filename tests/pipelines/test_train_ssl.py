@@ -27,6 +27,10 @@ def test_tiny_run_localizes_trains_and_resumes(backend, method, tmp_path):
     assert first["use_boxes"] and first["table_epoch"] == 3
     assert sorted(first["boxes_at"]) == [1, 2] and np.array_equal(first["boxes_at"][2], first["boxes_after"])
     assert len(first["seconds"]["train"]) == 4 and len(first["seconds"]["localize"]) == 2
+    health = first["health"]  # issue 24.4: each pass's box health, the second against the first
+    assert sorted(health) == [1, 2] and health[1].changed_share > 0.5 and health[2].changed_share is not None
+    assert abs(health[2].mean_area - float(np.mean((first["boxes_after"][:, 2] - first["boxes_after"][:, 0])
+                                                   * (first["boxes_after"][:, 3] - first["boxes_after"][:, 1])))) < 1e-3
 
     resumed = main([*common, "--resume", "--epochs", "5"])
     np.testing.assert_array_equal(resumed["boxes_before"], first["boxes_after"])  # rows came back
