@@ -60,6 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--no-dali", action="store_true", help="skip the DALI run")
+    p.add_argument("--thresholds", type=float, nargs="+", default=[0.1, 0.3, 0.5],
+                   help="localization thresholds k swept (ContrastiveCrop, first seed, FFCV; 0.1 is the main arm)")
     p.add_argument("--out", type=Path, default=Path("method_bench_out"), help="folder for the JSON (and the data)")
     args = p.parse_args(argv)
     if args.quick:
@@ -71,14 +73,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def recipe_args(args: argparse.Namespace, crop: str, seed: int, backend: str) -> argparse.Namespace:
-    """The recipe's options for one run: the arms differ only in ``crop``."""
+def recipe_args(args: argparse.Namespace, crop: str, seed: int, backend: str,
+                threshold: float = 0.1) -> argparse.Namespace:
+    """The recipe's options for one run: the arms differ only in ``crop`` (and the sweep in ``threshold``)."""
     from pipelines.train_ssl import parse_args as recipe_parse
 
     options = recipe_parse(["--backend", backend, "--method", "simclr", "--arch", "tiny", "--crop", crop,
                             "--size", str(args.size), "--epochs", str(args.epochs), "--batch-size",
                             str(args.batch_size), "--alpha", str(ALPHA), "--lr", "0.06", "--workers",
-                            str(args.workers), "--seed", str(seed)])
+                            str(args.workers), "--seed", str(seed), "--loc-threshold", str(threshold)])
     options.show = False
     return options
 
@@ -116,11 +119,11 @@ def knn_accuracy(train_x: torch.Tensor, train_y: np.ndarray, test_x: torch.Tenso
 
 
 def one_run(args: argparse.Namespace, data: ObjectDataset, betons: dict[str, Path], images: dict[str, FullImages],
-            crop: str, seed: int, backend: str) -> dict:
+            crop: str, seed: int, backend: str, threshold: float = 0.1) -> dict:
     """Pretrain once; its box IoU per pass, view consistency, k-NN accuracy and phase times."""
     from pipelines.train_ssl import train
 
-    options = recipe_args(args, crop, seed, backend)
+    options = recipe_args(args, crop, seed, backend, threshold)
     torch.manual_seed(seed)
     truth, sizes = data.boxes["train"], data.sizes["train"]
     with BoxTable.create(len(truth)) as table:
@@ -132,7 +135,7 @@ def one_run(args: argparse.Namespace, data: ObjectDataset, betons: dict[str, Pat
                        images["heldout"].features(history["model"]), data.labels["heldout"], len(data.classes))
     knn_s = time.perf_counter() - start
     epoch_s, pass_s = history["seconds"]["train"], history["seconds"]["localize"]
-    run = {"crop": crop, "seed": seed, "backend": backend, "knn_accuracy": knn,
+    run = {"crop": crop, "seed": seed, "backend": backend, "threshold": threshold, "knn_accuracy": knn,
            "final_loss": history["losses"][-1], "localized_at": history["localized_at"],
            "iou_per_pass": {int(e): float(box_iou(b, truth).mean()) for e, b in history["boxes_at"].items()},
            "area_per_pass": {int(e): float(np.mean((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])))
@@ -198,13 +201,14 @@ def bench(args: argparse.Namespace, work: Path) -> dict:
     seconds["convert"] = time.perf_counter() - start
     images = {split: FullImages(betons[split], args.size, args.workers) for split in betons}
     truth, sizes = data.boxes["train"], data.sizes["train"]
-    plan = [(crop, seed, "ffcv") for seed in args.seeds for crop in ("rrc", "ccrop")]
+    plan = [(crop, seed, "ffcv", 0.1) for seed in args.seeds for crop in ("rrc", "ccrop")]
     if not args.no_dali:
-        plan.append(("ccrop", args.seeds[0], "dali"))
+        plan.append(("ccrop", args.seeds[0], "dali", 0.1))
+    plan += [("ccrop", args.seeds[0], "ffcv", k) for k in args.thresholds if k != 0.1]
     runs = []
-    for crop, seed, backend in tqdm(plan, desc="pretraining runs", unit="run"):
-        tqdm.write(f"  {backend} {crop} seed {seed} ...")
-        runs.append(one_run(args, data, betons, images, crop, seed, backend))
+    for crop, seed, backend, k in tqdm(plan, desc="pretraining runs", unit="run"):
+        tqdm.write(f"  {backend} {crop} seed {seed} k {k} ...")
+        runs.append(one_run(args, data, betons, images, crop, seed, backend, k))
         r = runs[-1]
         tqdm.write(f"  {backend} {crop} seed {seed}: k-NN {r['knn_accuracy']:.3f}, IoU per pass "
                    f"{r['iou_per_pass']}, train {r['seconds']['train']:.0f} s, localize "
@@ -219,10 +223,17 @@ def bench(args: argparse.Namespace, work: Path) -> dict:
         "ccrop_truth": spread([view_consistency(truth, truth, sizes, alpha=ALPHA, seed=s, epochs=CONSISTENCY_EPOCHS)
                                for s in args.seeds]),
         "ccrop_localized": spread([r["consistency_localized"] for r in runs
-                                   if r["crop"] == "ccrop" and r["backend"] == "ffcv"]),
+                                   if r["crop"] == "ccrop" and r["backend"] == "ffcv" and r["threshold"] == 0.1]),
     }
     seconds["baselines"] = time.perf_counter() - start
-    ffcv = {crop: [r for r in runs if r["crop"] == crop and r["backend"] == "ffcv"] for crop in ("rrc", "ccrop")}
+    ffcv = {crop: [r for r in runs if r["crop"] == crop and r["backend"] == "ffcv" and r["threshold"] == 0.1]
+            for crop in ("rrc", "ccrop")}
+    sweep = [{"threshold": r["threshold"], "iou": r["iou_per_pass"][max(r["iou_per_pass"])],
+              "area": r["area_per_pass"][max(r["area_per_pass"])], "consistency": r["consistency_localized"],
+              "located": r["located"], "knn_accuracy": r["knn_accuracy"]}
+             for r in runs if r["crop"] == "ccrop" and r["backend"] == "ffcv" and r["seed"] == args.seeds[0]
+             and r["threshold"] in args.thresholds + [0.1]]
+    sweep.sort(key=lambda row: row["threshold"])
     passes = ffcv["ccrop"][0]["localized_at"]
     return {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
@@ -249,6 +260,7 @@ def bench(args: argparse.Namespace, work: Path) -> dict:
             "localize_share": spread([r["seconds"]["localize_share"] for r in ffcv["ccrop"]]),
             "localize_share_steady": spread([r["seconds"]["localize_share_steady"] for r in ffcv["ccrop"]])},
         "dali": next((r for r in runs if r["backend"] == "dali"), None),
+        "threshold_sweep": sweep,
         "runs": runs,
     }
 
@@ -298,6 +310,12 @@ def table(result: dict) -> str:
         lines.append(f"DALI, ContrastiveCrop, seed {d['seed']}: box IoU per pass {ious}; view pairs "
                      f"{100 * d['consistency_localized']:.1f}%; k-NN {100 * d['knn_accuracy']:.1f}%; train "
                      f"{d['seconds']['train']:.1f} s, localize {d['seconds']['localize']:.1f} s")
+    lines.append("threshold sweep (ContrastiveCrop, first seed): k, box IoU and area after the last pass, boxes "
+                 "moved off the full image, view pairs sharing the object, k-NN")
+    for row in result["threshold_sweep"]:
+        lines.append(f"  k {row['threshold']:.2f}: IoU {row['iou']:.3f}, area {row['area']:.3f}, located "
+                     f"{100 * row['located']:.0f}%, view pairs {100 * row['consistency']:.1f}%, "
+                     f"k-NN {100 * row['knn_accuracy']:.1f}%")
     return "\n".join(lines)
 
 
