@@ -44,12 +44,23 @@ def jpg_dataset(tmp_path_factory) -> Dataset:
     return _make(tmp_path_factory, "jpg")
 
 
-@pytest.fixture
-def table():
+@pytest.fixture(scope="session")
+def _session_table():
     with BoxTable.create(NUM_IMAGES) as t:
         t.write(np.arange(NUM_IMAGES), random_boxes(NUM_IMAGES, seed=0))
         t.epoch, t.seed = 2, 77
-        yield t
+        yield t, t.words.copy()
+
+
+@pytest.fixture
+def table(_session_table):
+    """A table of NUM_IMAGES random boxes, epoch 2, seed 77: one table for the session, every word of it (header,
+    controls, rows, write count) reset to that state before and after each test. The decoders compile the table's
+    address into the code each Loader builds, so one table lets numba reuse the window code it compiled for it."""
+    t, words = _session_table
+    t.words[:] = words
+    yield t
+    t.words[:] = words
 
 
 def epoch_outputs(dataset, decoder, *, batch_size=5, workers=1, order=None, **loader_options) -> dict:
