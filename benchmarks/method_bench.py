@@ -310,9 +310,11 @@ def table(result: dict) -> str:
         lines.append(f"DALI, ContrastiveCrop, seed {d['seed']}: box IoU per pass {ious}; view pairs "
                      f"{100 * d['consistency_localized']:.1f}%; k-NN {100 * d['knn_accuracy']:.1f}%; train "
                      f"{d['seconds']['train']:.1f} s, localize {d['seconds']['localize']:.1f} s")
-    lines.append("threshold sweep (ContrastiveCrop, first seed): k, box IoU and area after the last pass, boxes "
-                 "moved off the full image, view pairs sharing the object, k-NN")
-    for row in result["threshold_sweep"]:
+    sweep = result.get("threshold_sweep", [])  # absent in records written before the sweep
+    if sweep:
+        lines.append("threshold sweep (ContrastiveCrop, first seed): k, box IoU and area after the last pass, boxes "
+                     "moved off the full image, view pairs sharing the object, k-NN")
+    for row in sweep:
         lines.append(f"  k {row['threshold']:.2f}: IoU {row['iou']:.3f}, area {row['area']:.3f}, located "
                      f"{100 * row['located']:.0f}%, view pairs {100 * row['consistency']:.1f}%, "
                      f"k-NN {100 * row['knn_accuracy']:.1f}%")

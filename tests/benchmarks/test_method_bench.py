@@ -12,11 +12,13 @@ from benchmarks.method_bench import knn_accuracy, main, table  # noqa: E402
 
 
 def test_quick_run_reports_every_figure(tmp_path, capsys):
-    result = main(["--quick", "--no-dali", "--out", str(tmp_path)])
+    result = main(["--quick", "--no-dali", "--thresholds", "0.1", "0.5", "--out", str(tmp_path)])
     saved = json.loads((tmp_path / "method_bench.json").read_text())
-    assert saved["settings"]["seeds"] == [0] and [(r["crop"], r["backend"]) for r in saved["runs"]] == [
-        ("rrc", "ffcv"), ("ccrop", "ffcv")]
-    rrc, ccrop = saved["runs"]
+    assert saved["settings"]["seeds"] == [0] and [(r["crop"], r["backend"], r["threshold"]) for r in saved["runs"]] == [
+        ("rrc", "ffcv", 0.1), ("ccrop", "ffcv", 0.1), ("ccrop", "ffcv", 0.5)]
+    rrc, ccrop, _ = saved["runs"]
+    sweep = saved["threshold_sweep"]  # a higher threshold gives smaller boxes (issue 24.4)
+    assert [row["threshold"] for row in sweep] == [0.1, 0.5] and sweep[1]["area"] < sweep[0]["area"]
     assert rrc["localized_at"] == [] and rrc["seconds"]["localize"] == 0
     assert ccrop["localized_at"] == [1] and list(saved["iou_per_pass"]) == ["1"]
     assert 0 < saved["full_box_iou"] < 0.45 and 0 <= saved["iou_per_pass"]["1"]["mean"] <= 1
@@ -25,7 +27,8 @@ def test_quick_run_reports_every_figure(tmp_path, capsys):
     for arm in ("rrc", "ccrop", "random_encoder"):
         assert 0 <= saved["knn_accuracy"][arm]["mean"] <= 1
     assert 0 < saved["seconds"]["localize_share"]["mean"] < 1 and math.isfinite(saved["seconds"]["total"])
-    assert "k-NN accuracy, held-out images" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "k-NN accuracy, held-out images" in out and "k 0.50: IoU" in out
     assert table(result).splitlines()[0].startswith("method validation: 180 images, 3 epochs, 1 seed(s)")
     assert not [p for p in tmp_path.iterdir() if p.name != "method_bench.json"]  # the data was temporary
 
