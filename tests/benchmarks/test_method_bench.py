@@ -85,9 +85,9 @@ def test_a_checkpoint_resumes_only_with_its_own_crop(tmp_path):
 
     # the arms differ only in --crop: resuming the RRC baseline without repeating --crop rrc (the default is ccrop)
     # silently localized and cropped with boxes from then on
-    torch.save({"data": "key", "crop": "rrc", "epoch": 3}, tmp_path / "ckpt.pt")
+    torch.save({"data_id": "key", "crop": "rrc", "epoch": 3}, tmp_path / "ckpt.pt")
     with pytest.raises(SystemExit, match="trained with --crop rrc, this run has --crop ccrop"):
-        load_resume_state(tmp_path / "ckpt.pt", tmp_path, "key", "ccrop")
-    assert load_resume_state(tmp_path / "ckpt.pt", tmp_path, "key", "rrc")["epoch"] == 3
-    torch.save({"data": "key", "epoch": 2}, tmp_path / "old.pt")  # saved before the crop was recorded
-    assert load_resume_state(tmp_path / "old.pt", tmp_path, "key", "ccrop")["epoch"] == 2
+        load_resume_state(tmp_path / "ckpt.pt", tmp_path, "key", "ccrop", "simclr", 1)
+    assert load_resume_state(tmp_path / "ckpt.pt", tmp_path, "key", "rrc", "simclr", 1)["epoch"] == 3
+    torch.save({"data_id": "key", "epoch": 2}, tmp_path / "old.pt")  # saved before the crop was recorded
+    assert load_resume_state(tmp_path / "old.pt", tmp_path, "key", "ccrop", "simclr", 1)["epoch"] == 2
