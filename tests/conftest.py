@@ -25,8 +25,8 @@ _local = threading.local()
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: a long test (builds, compiles or runs a subprocess for seconds); "
-                                       "`make test-fast` (-m 'not slow') deselects it, `make test` runs it")
+    if os.environ.get(MODULES_ENV):
+        _start_module_trace()
     if os.environ.get(COUNTS_ENV):
         _install_numba_listener()
     _patch_available()
@@ -197,7 +197,7 @@ def _start_module_trace() -> None:
         if event == "call":
             code = frame.f_code
             if code.co_filename.startswith(root):
-                _exercised.add(os.path.relpath(code.co_filename, os.path.dirname(root))
+                _exercised.add(os.path.relpath(code.co_filename, os.path.dirname(root.rstrip(os.sep)))
                                + (" (imported)" if code.co_name == "<module>" else ""))
 
     sys.setprofile(profile)
@@ -212,9 +212,76 @@ def _library_modules() -> list[str]:
     return sorted(found)
 
 
-def pytest_sessionstart(session):
-    if os.environ.get(MODULES_ENV):
-        _start_module_trace()
+# --- the slow tests: `make test-fast` (-m "not slow") leaves them out, `make test` (and CI) runs them -------------
+# Node-id prefixes, each a test (every parametrization) or a file, that took seconds on 2 shared cores (pytest
+# --durations after the shared compilations above). What they check is still exercised in the fast set by a cheaper
+# test of the same module; the modules a fast run touches: CCROP_TEST_MODULES=path make test-fast.
+SLOW = (
+    # DALI: subprocesses, worker processes, many-view and every-mode pipelines, every damaged-file kind
+    "tests/dali/test_resize.py::test_views_fail_the_batch_when_memory_runs_out",
+    "tests/dali/test_resize.py::test_one_resize_op_whatever_the_view_count",
+    "tests/dali/test_damaged_files.py::test_a_pipeline_built_after_an_ffcv_loader_still_compiles",
+    "tests/dali/test_damaged_files.py::test_no_false_positives",
+    "tests/dali/test_damaged_files.py::test_external_source_corrupt_middle_is_named",
+    "tests/dali/test_damaged_files.py::test_file_reader_names_the_file_and_index",
+    "tests/dali/test_readers.py::test_killed_external_source_worker_is_an_error_not_a_hang",
+    "tests/dali/test_readers.py::test_damaged_sample_is_named_external_source",
+    "tests/dali/test_readers.py::test_external_source_workers_see_the_parents_writes",
+    "tests/dali/test_readers.py::test_external_source_pipeline_yields_views",
+    "tests/dali/test_readers.py::test_undecodable_image_is_named_or_skipped",
+    "tests/dali/test_regions.py",
+    "tests/dali/test_groups.py::test_decode_modes_and_decoded_variant_agree",
+    "tests/dali/test_groups.py::test_views_are_the_core_resize_of_the_decoded_image",
+    "tests/dali/test_union.py::test_union_pixels_equal_once",
+    "tests/dali/test_union.py::test_union_pixels_with_dali_resize",
+    "tests/dali/test_webdataset.py::test_indices_come_from_the_members_and_ranks_cover_the_data_once",
+    "tests/dali/test_webdataset.py::test_damaged_member_names_shard_and_key",
+    # FFCV: every Loader build compiles its pipeline (seconds); distributed runs and subprocesses
+    "tests/ffcv/test_ffcv_imagenet.py",
+    "tests/ffcv/test_lifetime.py",
+    "tests/ffcv/test_order.py::test_gloo_ranks_split_every_epoch",
+    "tests/ffcv/test_decoders.py::test_same_views_whatever_workers_order_and_rank",
+    "tests/ffcv/test_decoders.py::test_multi_view_equals_single_views_and_flip_mirrors",
+    "tests/ffcv/test_decoders.py::test_corrupt_jpeg_raises_naming_the_sample",
+    "tests/ffcv/test_multi_crop.py::test_odd_sizes_and_mixed_storage_through_a_shuffling_loader",
+    "tests/ffcv/test_multi_crop.py::test_settable_between_epochs_and_fixed_attributes",
+    "tests/ffcv/test_multi_crop.py::test_groups_equal_the_multi_view_and_single_view_decoders",
+    "tests/ffcv/test_multi_crop.py::test_batches_through_a_loader_with_threads_and_shuffling",
+    "tests/ffcv/test_convert.py::test_a_waiter_gives_up_on_a_conversion_without_signs_of_life",
+    "tests/ffcv/test_convert.py::test_convert_skips_and_lists_unreadable_files",
+    "tests/ffcv/test_jpeg.py::test_loader_refuses_a_beton_with_a_forged_jpeg_naming_sample_and_sizes",
+    "tests/ffcv/test_jpeg.py::test_forged_huge_jpeg_is_refused_quickly_without_allocating",
+    "tests/ffcv/test_progressive_resizing.py::test_changed_parameters_give_a_fresh_decoders_views",
+    "tests/ffcv/test_region_decoder.py::test_raw_beton_rows_hold_the_union_of_the_windows",
+    "tests/ffcv/test_metadata.py::test_jpeg_bytes_labelled_raw_are_named",
+    "tests/ffcv/test_sanitizers.py",
+    # the recipe end to end (train_ssl subprocesses, torchrun), distributed trainer runs
+    "tests/pipelines/test_resume.py",
+    "tests/pipelines/test_torchrun.py",
+    "tests/pipelines/test_train_ssl.py",
+    "tests/pipelines/test_epoch_boundaries.py",
+    "tests/trainer/test_distributed_faults.py",
+    "tests/trainer/test_lightning.py::test_ddp_two_gloo_processes_localize_their_shards",
+    "tests/trainer/test_updater.py::test_two_gloo_ranks_end_with_identical_tables",
+    # the docs' blocks (whole runs of the CLI and the loaders), the install checks that build and install, the
+    # quick benchmark, a SIGKILL loop
+    "tests/test_docs.py",
+    "tests/test_bench.py::test_quick_run_writes_every_comparison_and_charts",
+    "tests/test_install.py::test_source_tree_shadowing_an_installed_copy_says_so",
+    "tests/test_install.py::test_unbuilt_source_tree_and_unbuilt_install",
+    "tests/test_install.py::test_wheel_ships_the_c_extensions",
+    "tests/core/test_files.py::test_sigkill_during_save_leaves_the_old_or_the_new_file_and_no_litter",
+    # benchmark runs
+    "tests/benchmarks/test_method_bench.py::test_quick_run_reports_every_figure",
+    "tests/benchmarks/test_dali_bench.py::test_tiny_run_prints_every_row",
+    "tests/benchmarks/test_gpu_check.py::test_the_dry_run_goes_through_every_step_and_skips_what_is_absent",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.nodeid.startswith(SLOW):
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_collection_finish(session):
