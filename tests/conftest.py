@@ -275,6 +275,9 @@ SLOW = (
     "tests/benchmarks/test_method_bench.py::test_quick_run_reports_every_figure",
     "tests/benchmarks/test_dali_bench.py::test_tiny_run_prints_every_row",
     "tests/benchmarks/test_gpu_check.py::test_the_dry_run_goes_through_every_step_and_skips_what_is_absent",
+    "tests/benchmarks/test_gpu_check.py::test_without_cuda_the_gpu_run_says_so_and_stops",
+    "tests/benchmarks/test_stress_bench.py",
+    "tests/benchmarks/test_multicrop_bench.py",
 )
 
 
