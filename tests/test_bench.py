@@ -220,6 +220,7 @@ def test_a_run_replaces_its_outputs_atomically(tmp_path, monkeypatch, capsys):
         raise ImportError("left out by the test")
 
     for name in ("dali_contender", "dali_contenders", "ffcv_contenders", "ffcv_multiview", "libjpeg_contender",
+                 "libjpeg_region_contender",
                  "original_contender", "pillow_contender"):
         monkeypatch.setattr(contenders, name, missing)
     made = data.ImageSet(256, None, [], [], [], np.zeros((0, 2), np.int64), "none: the test makes no images")

@@ -41,7 +41,7 @@ class BoxHealth:
                 "0.3-0.5 for MoCo v3-like heat maps)")
 
     def __str__(self) -> str:
-        text = f"{self.samples} boxes: mean area {self.mean_area:.3f}, whole image {self.full_share:.1%}"
+        text = f"mean box area {self.mean_area:.3f} over {self.samples} samples, whole image {self.full_share:.1%}"
         if self.changed_share is not None:
             text += f", {self.changed_share:.1%} changed, mean area {self.area_change:+.3f} since the last pass"
         return text

@@ -46,7 +46,7 @@ def webdataset_pipeline(shards: ShardFiles | str | Path, table: BoxTable | str, 
             paths=shards.tars, index_paths=shards.index_files, ext=[IMAGE_EXTENSIONS, "cls", "idx"],
             dtypes=[types.UINT8, types.INT64, types.INT64], missing_component_behavior="error",
             shard_id=shard_id, num_shards=num_shards, random_shuffle=shuffle, pad_last_batch=last_batch != "partial",
-            stick_to_shard=True, name=READER_NAME)
+            stick_to_shard=True, dont_use_mmap=True, name=READER_NAME)  # a shard changed under it: an error, not SIGBUS
         views = contrastive_crop_views(jpegs, indices, table, size=size, num_views=num_views, scale=scale,
                                        ratio=ratio, alpha=alpha, flip=flip, device=device, decode=decode,
                                        resize=resize)

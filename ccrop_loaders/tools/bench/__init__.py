@@ -392,7 +392,7 @@ def run(args: argparse.Namespace) -> dict:
                 scaling.append({"backend": r["backend"], "size": size, "threads": r["threads"], "views": r["views"],
                                 "images_per_s": r["rate"], "views_per_s": r["rate"] * r["views"],
                                 "thread_ms_per_image": 1000.0 * r["threads"] / r["rate"]})
-        region_rows = [region_row_figures(size, images.shapes, bs) for size, images in sets.items()]
+        region_rows = [region_row_figures(size, images.shapes, bs) for size, images in sets.items() if len(images.shapes)]
     record.update(results=results, comparisons=_comparisons(results, s["sizes"], s["device"]),
                   region_rows=region_rows, scaling=scaling,
                   skipped=skipped, seconds=round(time.perf_counter() - started, 1))
