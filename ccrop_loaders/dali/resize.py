@@ -69,7 +69,9 @@ def rois_status(height, width, channels, rois, views):
     return 0, 0
 
 
-@numba.njit(nogil=True)  # not cached: it calls a ctypes function
+# Inlined into the op's run, as every helper typed on uint8 arrays: FFCV 1.0.2's Loader changes the interned uint8
+# array types' hash, which breaks a dispatcher compiled for them before (core.encoded says more).
+@numba.njit(inline="always", nogil=True)
 def resize_rois(out, image, rois, layout, scratch):
     """Resize ROI v of ``rois`` (float32 (V, 4), pixels) out of ``image`` (uint8 (H, W, 3)) into ``out`` (uint8,
     the sample's buffer) at ``layout[v]`` = (rows, columns, byte offset), with the core's resampler.
@@ -94,7 +96,7 @@ def resize_roi(image, roi, address, rows, cols, scratch):
                   address, rows, cols, scratch.ctypes.data, scratch.size)
 
 
-@numba.njit(nogil=True)  # not cached: it calls a ctypes function
+@numba.njit(inline="always", nogil=True)
 def resize_into(outs, image, rois, scratch):
     """``resize_rois`` into one output array per view: ``outs`` a tuple of uint8 (h, w, 3) arrays."""
     for v in range(len(outs)):
