@@ -37,7 +37,6 @@ NO_RUN_REASON = "# not run:"
 REQUIRES_GPU = "# requires: gpu"
 MAX_NO_RUN = 8
 # Pages whose blocks are sketches owned by work in progress (not yet self-contained): reported, not run.
-PENDING_PAGES = {"docs/view_stage.md": "the view stage's sketch uses names it does not define (rows, torch)"}
 BLOCK_TIMEOUT_S = 240
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.S | re.M)
 
@@ -84,9 +83,6 @@ def _has_gpu() -> bool:
 
 
 def _skip_reason(block: Block) -> str | None:
-    pending = PENDING_PAGES.get(str(block.page.relative_to(ROOT)))
-    if pending:
-        return f"pending: {pending}"
     if block.code.startswith(REQUIRES_GPU) and not _has_gpu():
         return "needs a CUDA GPU"
     if "nvidia.dali" in block.code or "ccrop_loaders.dali" in block.code:
