@@ -331,3 +331,15 @@ def pytest_terminal_summary(terminalreporter):
     if target not in ("1", "yes", "true"):
         with open(target, "w") as f:
             json.dump({"files": rows, "total": total}, f, indent=1)
+
+
+def mount_tiny_tmpfs(folder, request, size: str = "1m") -> None:
+    """Mount a tmpfs of ``size`` on ``folder`` for the test (a nearly full disk), unmounted after it; skips the test
+    where mounting is not allowed (not root)."""
+    import subprocess
+
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    request.addfinalizer(lambda: subprocess.run(["umount", "-l", str(folder)], check=False))
+

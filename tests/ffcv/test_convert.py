@@ -1,12 +1,13 @@
 import errno
 import json
 import os
-import subprocess
 import threading
 import time
 
 import numpy as np
 import pytest
+
+from tests.conftest import mount_tiny_tmpfs
 from ffcv.fields.basics import IntDecoder
 from ffcv.loader import OrderOption
 from PIL import Image
@@ -152,10 +153,7 @@ def full_disk(tmp_path, request):
     folder = tmp_path / "disk"
     folder.mkdir()
     if request.param == "tmpfs":
-        if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)],
-                                               capture_output=True).returncode != 0:
-            pytest.skip("mounting a tmpfs needs root")
-        request.addfinalizer(lambda: subprocess.run(["umount", "-l", str(folder)], check=False))
+        mount_tiny_tmpfs(folder, request)
     else:
         import ffcv.writer
 

@@ -3,9 +3,10 @@
 import errno
 import os
 import shutil
-import subprocess
 
 import pytest
+
+from tests.conftest import mount_tiny_tmpfs
 
 torch = pytest.importorskip("torch")
 
@@ -92,10 +93,7 @@ def full_disk(tmp_path, request, monkeypatch):
     folder = tmp_path / "disk"
     folder.mkdir()
     if request.param == "tmpfs":
-        if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)],
-                                               capture_output=True).returncode != 0:
-            pytest.skip("mounting a tmpfs needs root")
-        request.addfinalizer(lambda: subprocess.run(["umount", "-l", str(folder)], check=False))
+        mount_tiny_tmpfs(folder, request)
     else:
         def no_room(fd, offset, length):
             if length > 1 << 20:
