@@ -88,10 +88,12 @@ class RegionViewsDecoder(SimpleRGBImageDecoder):
     window is the whole image.
     """
 
+    reads_table = True  # its windows come from a table (False: every window is the whole image, no table)
+
     def __init__(self, table: BoxTable | None, num_views: int, *, alpha: float = 1.0, flip: bool = False,
                  first_view: int = 0, one_size: bool = True, dct_scaling: bool = True):
         super().__init__()
-        if table is not None and not isinstance(table, BoxTable):
+        if (table is not None or self.reads_table) and not isinstance(table, BoxTable):
             raise TypeError(f"table must be a ccrop_loaders.BoxTable, got {type(table).__name__}")
         if isinstance(first_view, (bool, np.bool_)) or not isinstance(first_view, (int, np.integer)) \
                 or not 0 <= first_view < 2**31:
@@ -423,8 +425,6 @@ class ContrastiveCropRGBImageDecoder(_OneSizeDecoder):
     def __init__(self, table: BoxTable, output_size: Sequence[int], *, scale: tuple[float, float] = (0.2, 1.0),
                  ratio: tuple[float, float] = (3 / 4, 4 / 3), alpha: float = 0.6, view: int = 0,
                  dct_scaling: bool = True):
-        if not isinstance(table, BoxTable):
-            raise TypeError(f"table must be a ccrop_loaders.BoxTable, got {type(table).__name__}")
         super().__init__(table, output_size, 1, scale=scale, ratio=ratio, alpha=alpha, first_view=view,
                          dct_scaling=dct_scaling)
 
@@ -449,8 +449,6 @@ class MultiViewContrastiveCropDecoder(_OneSizeDecoder):
     def __init__(self, table: BoxTable, output_size: Sequence[int], *, num_views: int = 2, flip: bool = True,
                  scale: tuple[float, float] = (0.2, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
                  alpha: float = 0.6, dct_scaling: bool = True):
-        if not isinstance(table, BoxTable):
-            raise TypeError(f"table must be a ccrop_loaders.BoxTable, got {type(table).__name__}")
         super().__init__(table, output_size, num_views, scale=scale, ratio=ratio, alpha=alpha, flip=flip,
                          dct_scaling=dct_scaling)
 
@@ -477,8 +475,6 @@ class MultiCropContrastiveCropDecoder(RegionViewsDecoder):
 
     def __init__(self, table: BoxTable, groups: Sequence[ViewGroup], *, alpha: float = 0.6, flip: bool = True,
                  dct_scaling: bool = True):
-        if not isinstance(table, BoxTable):
-            raise TypeError(f"table must be a ccrop_loaders.BoxTable, got {type(table).__name__}")
         groups = check_groups(groups)
         self._groups = groups
         super().__init__(table, sum(g.num_views for g in groups), alpha=alpha, flip=flip, one_size=False,
@@ -529,6 +525,8 @@ class MultiCropContrastiveCropDecoder(RegionViewsDecoder):
 
 class FullImageRGBImageDecoder(_OneSizeDecoder):
     """The whole image resized (antialiased) to ``output_size``: uint8 (B, H, W, 3), the view localization uses."""
+
+    reads_table = False
 
     def __init__(self, output_size: Sequence[int] = (224, 224), *, dct_scaling: bool = True):
         super().__init__(None, output_size, 1, dct_scaling=dct_scaling)

@@ -56,8 +56,6 @@ class ContrastiveCropRegionDecoder(RegionViewsDecoder):
                  output_size: Sequence[int] = (224, 224), scale: Sequence[float] = (0.2, 1.0),
                  ratio: Sequence[float] = (3 / 4, 4 / 3), alpha: float = 0.6, flip: bool = True,
                  dct_scaling: bool = True):
-        if not isinstance(table, BoxTable):
-            raise TypeError(f"table must be a ccrop_loaders.BoxTable, got {type(table).__name__}")
         if groups is None:
             groups = (ViewGroup(check_view_size("output_size", output_size),
                                 check_count("num_views", 2 if num_views is None else num_views),
